@@ -1,0 +1,1 @@
+"""Task generators, file formats and metrics (bAbI, variable tracking, haystacks)."""

@@ -1,0 +1,29 @@
+"""memreasoner_jax: MemReasoner (memory-augmented multi-hop reasoning) in JAX/Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name="memreasoner_jax",
+    version="0.1.0",
+    description="MemReasoner in JAX/Flax: episodic memory, scanned hops, long-context reasoning.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["memreasoner_jax", "memreasoner_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "jax>=0.6",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "tensorflow-datasets>=4.9.7",
+        "ml-collections>=1.0",
+        "chex>=0.1.89",
+        "absl-py>=2.0",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3"],
+        "cuda": ["jax[cuda12]"],
+        "tpu": ["jax[tpu]"],
+    },
+)
