@@ -1,0 +1,96 @@
+"""The line encoder: a BERT-style bidirectional transformer, pooled and projected to a latent.
+
+The layout follows BERT (post-layer-norm blocks, learned absolute positions, token types, exact
+GELU) so that BERT-family checkpoints map onto it one tensor to one parameter.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from memreasoner_jax import tokens
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention over the non-padding tokens of each sequence."""
+
+  num_heads: int
+  dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x_NxTxD: jax.Array, keep_NxT: jax.Array) -> jax.Array:
+    d = x_NxTxD.shape[-1]
+    head = d // self.num_heads
+    dense = lambda name: nn.DenseGeneral((self.num_heads, head), dtype=self.dtype, name=name)
+    q_NxTxHxK = dense("query")(x_NxTxD)
+    k_NxTxHxK = dense("key")(x_NxTxD)
+    v_NxTxHxK = dense("value")(x_NxTxD)
+    # A large finite bias, not -inf: an all-padding line must give finite (ignored) outputs.
+    bias_Nx1x1xT = jnp.where(keep_NxT, 0.0, -1e9)[:, None, None, :].astype(jnp.float32)
+    logits = jnp.einsum("nqhk,nshk->nhqs", q_NxTxHxK, k_NxTxHxK).astype(jnp.float32)
+    probs = jax.nn.softmax(logits / jnp.sqrt(head) + bias_Nx1x1xT, axis=-1).astype(self.dtype)
+    out_NxTxHxK = jnp.einsum("nhqs,nshk->nqhk", probs, v_NxTxHxK)
+    return nn.DenseGeneral(d, axis=(-2, -1), dtype=self.dtype, name="output")(out_NxTxHxK)
+
+
+class EncoderLayer(nn.Module):
+  """One post-LN BERT block."""
+
+  num_heads: int
+  d_ff: int
+  layer_norm_eps: float
+  dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x_NxTxD: jax.Array, keep_NxT: jax.Array) -> jax.Array:
+    d = x_NxTxD.shape[-1]
+    norm = lambda name: nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name=name)
+    attn = SelfAttention(self.num_heads, self.dtype, name="attention")(x_NxTxD, keep_NxT)
+    x_NxTxD = norm("attention_norm")(x_NxTxD + attn)
+    h = nn.Dense(self.d_ff, dtype=self.dtype, name="intermediate")(x_NxTxD)
+    h = nn.Dense(d, dtype=self.dtype, name="output")(nn.gelu(h, approximate=False))
+    return norm("output_norm")(x_NxTxD + h)
+
+
+class Encoder(nn.Module):
+  """Encodes token sequences (lines or queries) to latents.
+
+  Attributes:
+    config: the `model.encoder` config.
+    latent_size: C, the latent width.
+    dtype: compute dtype; parameters stay float32.
+  """
+
+  config: ml_collections.ConfigDict
+  latent_size: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, tokens_NxT: jax.Array, *, hidden_only: bool = False) -> jax.Array:
+    """Returns latents_NxC, or with hidden_only the last hidden states NxTxD (BERT's output)."""
+    cfg = self.config
+    keep_NxT = tokens_NxT != tokens.PAD_ID
+    n, t = tokens_NxT.shape
+    if t > cfg.max_len:
+      raise ValueError(f"encoder input has {t} tokens per sequence, more than max_len={cfg.max_len}")
+    x = nn.Embed(cfg.vocab_size, cfg.d_model, name="token_embed")(tokens_NxT)
+    x = x + nn.Embed(cfg.max_len, cfg.d_model, name="position_embed")(jnp.arange(t))[None]
+    x = x + nn.Embed(cfg.type_vocab_size, cfg.d_model, name="type_embed")(
+        jnp.zeros((n, t), jnp.int32))
+    x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="embed_norm")(x)
+    x = x.astype(self.dtype)
+    for i in range(cfg.num_layers):
+      x = EncoderLayer(cfg.num_heads, cfg.d_ff, cfg.layer_norm_eps, self.dtype,
+                       name=f"layer_{i}")(x, keep_NxT)
+    if hidden_only:
+      return x
+    pooled_NxD = self.pool(x, tokens_NxT)
+    return nn.Dense(self.latent_size, dtype=self.dtype, name="to_latent")(pooled_NxD)
+
+  def pool(self, hidden_NxTxD: jax.Array, tokens_NxT: jax.Array) -> jax.Array:
+    if self.config.pooling == "first":
+      return hidden_NxTxD[:, 0]
+    keep_NxTx1 = (tokens_NxT != tokens.PAD_ID)[..., None].astype(hidden_NxTxD.dtype)
+    count_Nx1 = jnp.maximum(keep_NxTx1.sum(axis=1), 1.0)
+    return (hidden_NxTxD * keep_NxTx1).sum(axis=1) / count_Nx1

@@ -1,0 +1,95 @@
+"""The hop operator: H reads of one memory, each followed by a query update, as a lax.scan.
+
+A 2-hop question ("Where is the football?") first reads who holds the object, then, with the
+query moved towards that readout, where that actor is.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from memreasoner_jax import memory
+
+UPDATE_RULES = ("gru", "add", "linear", "nearest_fact")
+# Similarity given to padding lines: far below any cosine, yet finite for the losses.
+_MASKED_SIM = -1e4
+
+
+class Hop(nn.Module):
+  """One hop: read the memory with the query, then update the query from the readout.
+
+  Attributes:
+    update: the query update rule, one of UPDATE_RULES.
+    read_noise: the model has Larimar's learned Gaussian noise on the read weights.
+    sample_noise: draw that noise now (training); its parameters exist either way.
+    combine: how chunked memories combine their readouts (see memory.read_chunked).
+    dtype: compute dtype of the update network; the read itself is float32.
+  """
+
+  update: str = "gru"
+  read_noise: bool = False
+  sample_noise: bool = False
+  combine: str = "nearest_line"
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, query_BxC: jax.Array, rng: jax.Array, mem: memory.ChunkedMemory,
+               lines_BxExC: jax.Array, mask_BxE: jax.Array):
+    """Returns (next query_BxC, (readout_BxC, similarity to every line_BxE, read KL_B))."""
+    c = query_BxC.shape[-1]
+    noise_BxNxK, kl_B = None, jnp.zeros(query_BxC.shape[:1], jnp.float32)
+    sample = self.read_noise and self.sample_noise
+    if self.read_noise:
+      # One scalar log-std per example: Larimar's K*C -> K noise network, made small.
+      log_std_B = nn.Dense(1, name="read_log_std")(query_BxC.astype(jnp.float32))[:, 0]
+      std_Bx1x1 = jnp.exp(log_std_B)[:, None, None]
+    if sample:
+      noise_BxNxK = std_Bx1x1 * jax.random.normal(rng, mem.memory_BxNxKxC.shape[:3])
+    readout_BxC, weights_BxNxK, _ = memory.read_chunked(
+        mem, query_BxC, combine=self.combine, weight_noise_BxNxK=noise_BxNxK)
+    if sample:
+      var_Bx1x1 = jnp.square(std_Bx1x1)
+      kl_B = 0.5 * jnp.sum(jnp.square(weights_BxNxK) + var_Bx1x1 - 1.0 - jnp.log(var_Bx1x1),
+                           axis=(1, 2))
+    sims_BxE = jnp.where(mask_BxE, memory.cosine(readout_BxC, lines_BxExC), _MASKED_SIM)
+    if self.update == "gru":
+      next_BxC, _ = nn.GRUCell(c, dtype=self.dtype, name="gru")(query_BxC, readout_BxC)
+    elif self.update == "add":
+      next_BxC = query_BxC + readout_BxC
+    elif self.update == "linear":
+      next_BxC = nn.Dense(c, dtype=self.dtype, name="linear")(
+          jnp.concatenate([query_BxC, readout_BxC.astype(query_BxC.dtype)], axis=-1))
+    elif self.update == "nearest_fact":
+      pick_B = jnp.argmax(sims_BxE, axis=-1)
+      next_BxC = jnp.take_along_axis(lines_BxExC, pick_B[:, None, None], axis=1)[:, 0]
+    else:
+      raise ValueError(f"hop update must be one of {UPDATE_RULES}, got {self.update!r}")
+    return next_BxC.astype(query_BxC.dtype), (readout_BxC, sims_BxE, kl_B)
+
+
+class HopOperator(nn.Module):
+  """Scans `Hop` over `num_hops` hops, sharing its parameters across hops."""
+
+  num_hops: int
+  update: str = "gru"
+  read_noise: bool = False
+  combine: str = "nearest_line"
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, query_BxC: jax.Array, mem: memory.ChunkedMemory, lines_BxExC: jax.Array,
+               mask_BxE: jax.Array, rng: jax.Array | None = None):
+    """Returns (readouts_BxHxC, sims_BxHxE, kl_B summed over hops).
+
+    Read noise is drawn only when the operator has `read_noise` and an rng is given.
+    """
+    noisy = self.read_noise and rng is not None
+    rngs_H = jax.random.split(rng if noisy else jax.random.PRNGKey(0), self.num_hops)
+    scan = nn.scan(Hop, variable_broadcast="params", split_rngs={"params": False},
+                   in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), out_axes=0,
+                   length=self.num_hops)
+    hop = scan(self.update, self.read_noise, noisy, self.combine, self.dtype, name="hop")
+    _, (readouts_HxBxC, sims_HxBxE, kl_HxB) = hop(
+        query_BxC, rngs_H, mem, lines_BxExC.astype(jnp.float32), mask_BxE)
+    return (jnp.swapaxes(readouts_HxBxC, 0, 1), jnp.swapaxes(sims_HxBxE, 0, 1),
+            kl_HxB.sum(axis=0))

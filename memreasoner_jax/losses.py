@@ -1,0 +1,130 @@
+"""The training objective: answer, autoencoding, read KL and supporting-fact terms.
+
+Every term masks padding (tokens, lines, examples) and is a mean over what is real, so adding
+padding to a batch changes no loss.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from memreasoner_jax import memory
+from memreasoner_jax import model as model_lib
+from memreasoner_jax import tokens
+
+
+def loss_config() -> ml_collections.ConfigDict:
+  """The `loss` section of a config."""
+  cfg = ml_collections.ConfigDict()
+  cfg.answer_weight = 1.0  # answer cross-entropy
+  cfg.ae_weight = 1.0  # reconstruct sampled lines from their own latent (Larimar)
+  cfg.ae_memory_weight = 1.0  # reconstruct them from the memory read of their latent (Larimar)
+  cfg.ae_lines = 2  # lines reconstructed per example (facts and distractors alike)
+  cfg.kl_weight = 0.0  # KL of the noisy read weights (needs model.memory.read_noise)
+  cfg.kl_cycle_steps = 2000  # cyclic KL schedule: ramp 0 -> 1 over half a cycle, then hold
+  cfg.sf_weight = 1.0  # supporting-fact cross-entropy, on the supervised subset only
+  cfg.sf_temperature = 0.1  # tau in softmax(sim(readout_t, line_i) / tau)
+  return cfg
+
+
+def cyclic_weight(step: jax.Array, cycle_steps: int) -> jax.Array:
+  """Cyclic annealing: 0 -> 1 linearly over the first half of each cycle, then 1."""
+  phase = jnp.mod(step, cycle_steps) / cycle_steps
+  return jnp.minimum(1.0, 2.0 * phase)
+
+
+def _masked_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
+  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-9)
+
+
+def token_cross_entropy(logits_NxTxV: jax.Array, targets_NxT: jax.Array,
+                        weights_NxT: jax.Array) -> jax.Array:
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits_NxTxV.astype(jnp.float32),
+                                                       targets_NxT)
+  return _masked_mean(ce, weights_NxT)
+
+
+def _sample_lines(rng: jax.Array, mask_BxE: jax.Array, count: int) -> jax.Array:
+  """`count` distinct line indices per example, real lines first (Gumbel top-k)."""
+  gumbel_BxE = jax.random.gumbel(rng, mask_BxE.shape)
+  _, idx_BxR = jax.lax.top_k(jnp.where(mask_BxE, gumbel_BxE, -1e9), count)
+  return idx_BxR
+
+
+def _reconstruction_losses(model: model_lib.MemReasoner, params: model_lib.Params,
+                           batch: dict[str, jax.Array], r: model_lib.Reasoning, rng: jax.Array,
+                           count: int) -> tuple[jax.Array, jax.Array]:
+  """Larimar's two autoencoding terms on `count` sampled lines per example."""
+  mask_BxE = batch["line_mask_BxE"].astype(bool)
+  b, e, t = batch["context_BxExT"].shape
+  count = min(count, e)
+  idx_BxR = _sample_lines(rng, mask_BxE, count)
+  lines_BxRxT = jnp.take_along_axis(batch["context_BxExT"], idx_BxR[..., None], axis=1)
+  real_BxR = jnp.take_along_axis(mask_BxE, idx_BxR, axis=1) & (batch["example_weight_B"] > 0)[:, None]
+  latents_BxRxC = jnp.take_along_axis(r.zt_BxExC, idx_BxR[..., None], axis=1).astype(jnp.float32)
+  read_one = lambda q_BxC: memory.read_chunked(r.mem, q_BxC, combine=model.config.memory.combine)[0]
+  readouts_BxRxC = jax.vmap(read_one, in_axes=1, out_axes=1)(latents_BxRxC)
+  inputs_NxT = lines_BxRxT.reshape(b * count, t)[:, :-1]
+  targets_NxT = lines_BxRxT.reshape(b * count, t)[:, 1:]
+  weights_NxT = (targets_NxT != tokens.PAD_ID) & real_BxR.reshape(-1)[:, None]
+
+  def recon(cond_BxRxC):
+    logits = model.decode(params, inputs_NxT, cond_BxRxC.reshape(b * count, 1, -1))
+    return token_cross_entropy(logits, targets_NxT, weights_NxT)
+
+  return recon(latents_BxRxC), recon(readouts_BxRxC)
+
+
+def _supporting_fact_terms(r: model_lib.Reasoning, batch: dict[str, jax.Array],
+                           temperature: float) -> tuple[jax.Array, jax.Array]:
+  """(cross-entropy on supervised examples, hop accuracy on all labelled examples)."""
+  support_BxS = batch["support_BxS"]
+  hops = min(r.sims_BxHxE.shape[1], support_BxS.shape[1])
+  logits_BxHxE = r.sims_BxHxE[:, :hops] / temperature
+  target_BxH = support_BxS[:, :hops]
+  labelled_BxH = (target_BxH >= 0) & (batch["example_weight_B"] > 0)[:, None]
+  ce_BxH = optax.softmax_cross_entropy_with_integer_labels(logits_BxHxE,
+                                                           jnp.maximum(target_BxH, 0))
+  supervised_BxH = labelled_BxH * batch["sf_weight_B"][:, None]
+  hit_BxH = jnp.argmax(logits_BxHxE, axis=-1) == target_BxH
+  return _masked_mean(ce_BxH, supervised_BxH), _masked_mean(hit_BxH, labelled_BxH)
+
+
+def loss_fn(model: model_lib.MemReasoner, params: model_lib.Params, batch: dict[str, jax.Array],
+            rng: jax.Array | None, step: jax.Array | int,
+            cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, Any]]:
+  """The weighted total loss and its parts. `rng=None` evaluates without training noise."""
+  noise_rng, sample_rng = (None, jax.random.PRNGKey(0)) if rng is None else jax.random.split(rng)
+  r = model.reason(params, batch, rng=noise_rng)
+  example_B = batch["example_weight_B"]
+
+  answer_BxA = batch["answer_BxA"]
+  logits_BxTxV = model.decode(params, answer_BxA[:, :-1], r.cond_BxNxC)
+  targets_BxT = answer_BxA[:, 1:]
+  weights_BxT = batch["answer_mask_BxA"][:, 1:] * example_B[:, None]
+  answer_loss = token_cross_entropy(logits_BxTxV, targets_BxT, weights_BxT)
+  wrong_BxT = (jnp.argmax(logits_BxTxV, axis=-1) != targets_BxT) & (weights_BxT > 0)
+  exact_B = (~jnp.any(wrong_BxT, axis=1)).astype(jnp.float32)
+
+  ae_loss, ae_memory_loss = _reconstruction_losses(model, params, batch, r, sample_rng,
+                                                   cfg.ae_lines)
+  sf_loss, sf_accuracy = _supporting_fact_terms(r, batch, cfg.sf_temperature)
+  kl = _masked_mean(r.kl_B, example_B)
+  kl_scale = cfg.kl_weight * cyclic_weight(jnp.asarray(step), cfg.kl_cycle_steps)
+
+  total = (cfg.answer_weight * answer_loss + cfg.ae_weight * ae_loss
+           + cfg.ae_memory_weight * ae_memory_loss + cfg.sf_weight * sf_loss + kl_scale * kl)
+  metrics = {
+      "loss": total,
+      "answer_loss": answer_loss,
+      "ae_loss": ae_loss,
+      "ae_memory_loss": ae_memory_loss,
+      "sf_loss": sf_loss,
+      "kl": kl,
+      "answer_exact": _masked_mean(exact_B, example_B),
+      "sf_accuracy": sf_accuracy,
+  }
+  return total, metrics

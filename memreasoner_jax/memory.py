@@ -1,0 +1,274 @@
+"""Larimar's episodic memory: a least-squares write and read, as pure float32 functions.
+
+The memory algebra always runs in float32 at the highest matmul precision, whatever the compute
+dtype of the rest of the model: the pseudo-inverses below lose their meaning in bfloat16.
+
+Write:  W0 = Z M0^+  (ExK),   M = W0^+ Z  (KxC)
+Read:   w = u M^+    (K),     readout = w M  (C)
+
+With exact pseudo-inverses and no more independent lines than slots, the readout is the
+orthogonal projection of the query onto the span of the written latents.
+"""
+
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+PinvMethod = Literal["svd", "solve", "ben_israel"]
+PINV_METHODS = ("svd", "solve", "ben_israel")
+_HIGHEST = jax.lax.Precision.HIGHEST
+# Relative ridge of the regularised solve: small enough that read(write(z_i)) = z_i to about
+# 1e-5, large enough that a rank-deficient matrix (padding rows) stays invertible.
+_SOLVE_RIDGE = 1e-6
+
+
+def _check_rank(name: str, x: jax.Array, rank: int, shape: str) -> None:
+  if x.ndim != rank:
+    raise ValueError(f"{name} must have rank {rank} ({shape}), got shape {tuple(x.shape)}")
+
+
+def _ben_israel(a_NxM: jax.Array, steps: int, alpha: float) -> jax.Array:
+  """Ben-Israel/Newton-Schulz iteration X <- 2X - X A X from X0 = alpha A^T.
+
+  It converges iff 0 < alpha * sigma_max(A)^2 < 2. Larimar uses a fixed alpha, which diverges
+  for latents of large norm; alpha <= 0 (the default) picks alpha = 1 / ||A||_F^2, which is
+  always inside the region since sigma_max^2 <= ||A||_F^2. Fifteen steps then resolve singular
+  values down to about sigma_max / 180; smaller ones converge only with more steps.
+  """
+  a_t = jnp.swapaxes(a_NxM, -1, -2)
+  if alpha <= 0:
+    frob2 = jnp.sum(jnp.square(a_NxM), axis=(-2, -1), keepdims=True)
+    x = a_t / jnp.maximum(frob2, jnp.finfo(jnp.float32).tiny)
+  else:
+    x = alpha * a_t
+
+  def step(x_MxN, _):
+    xax = jnp.matmul(jnp.matmul(x_MxN, a_NxM, precision=_HIGHEST), x_MxN, precision=_HIGHEST)
+    return 2.0 * x_MxN - xax, None
+
+  x, _ = jax.lax.scan(step, x, None, length=steps)
+  return x
+
+
+def _regularised_solve(a_NxM: jax.Array) -> jax.Array:
+  """A^+ ~ A^T (A A^T + lambda I)^-1 with lambda relative to the mean eigenvalue.
+
+  Cheaper than an SVD on accelerators (one Cholesky of the smaller Gram matrix).
+  """
+  n, m = a_NxM.shape[-2:]
+  a_t = jnp.swapaxes(a_NxM, -1, -2)
+  if n <= m:
+    gram = jnp.matmul(a_NxM, a_t, precision=_HIGHEST)
+  else:
+    gram = jnp.matmul(a_t, a_NxM, precision=_HIGHEST)
+  size = gram.shape[-1]
+  scale = jnp.trace(gram, axis1=-2, axis2=-1)[..., None, None] / size
+  ridge = _SOLVE_RIDGE * jnp.maximum(scale, jnp.finfo(jnp.float32).tiny)
+  chol = jnp.linalg.cholesky(gram + ridge * jnp.eye(size, dtype=gram.dtype))
+  if n <= m:
+    # A^T (A A^T)^-1 = (solve(A A^T, A))^T
+    return jnp.swapaxes(jax.scipy.linalg.cho_solve((chol, True), a_NxM), -1, -2)
+  return jax.scipy.linalg.cho_solve((chol, True), a_t)
+
+
+def pseudo_inverse(
+    a_NxM: jax.Array,
+    method: PinvMethod = "svd",
+    *,
+    ben_israel_steps: int = 15,
+    ben_israel_alpha: float = 0.0,
+) -> jax.Array:
+  """Moore-Penrose pseudo-inverse of the last two axes, in float32.
+
+  Args:
+    a_NxM: matrices, with any leading batch axes.
+    method: "svd" (jnp.linalg.pinv, the stable default), "solve" (regularised normal
+      equations) or "ben_israel" (Larimar's iteration, for parity).
+    ben_israel_steps: iterations of the Ben-Israel method.
+    ben_israel_alpha: its initial scale; <= 0 picks a scale that always converges.
+  """
+  if method not in PINV_METHODS:
+    raise ValueError(f"pinv method must be one of {PINV_METHODS}, got {method!r}")
+  a_NxM = a_NxM.astype(jnp.float32)
+  with jax.default_matmul_precision("highest"):
+    if method == "svd":
+      return jnp.linalg.pinv(a_NxM)
+    if method == "solve":
+      return _regularised_solve(a_NxM)
+    return _ben_israel(a_NxM, ben_israel_steps, ben_israel_alpha)
+
+
+def write(
+    facts_BxExC: jax.Array,
+    mask_BxE: jax.Array,
+    prior_KxC: jax.Array,
+    *,
+    noise_std: float = 0.0,
+    rng: jax.Array | None = None,
+    pinv: PinvMethod = "svd",
+) -> jax.Array:
+  """Writes each example's lines into a memory of K slots (Larimar's least-squares write).
+
+  Padding lines (mask False) become zero rows, which change neither pseudo-inverse's non-zero
+  part: the write is invariant to them.
+
+  Args:
+    facts_BxExC: line latents.
+    mask_BxE: True for real lines.
+    prior_KxC: the memory prior M0 (learned; initialised to the identity).
+    noise_std: std of Gaussian observation noise added to the written latents (training).
+    rng: key for the noise; required when noise_std > 0.
+    pinv: pseudo-inverse method, see `pseudo_inverse`.
+
+  Returns:
+    memory_BxKxC in float32.
+  """
+  _check_rank("facts_BxExC", facts_BxExC, 3, "B x E x C")
+  _check_rank("mask_BxE", mask_BxE, 2, "B x E")
+  _check_rank("prior_KxC", prior_KxC, 2, "K x C")
+  b, e, c = facts_BxExC.shape
+  if mask_BxE.shape != (b, e):
+    raise ValueError(f"mask_BxE must have shape {(b, e)} to match facts_BxExC, got {mask_BxE.shape}")
+  if prior_KxC.shape[0] < 1:
+    raise ValueError(f"prior_KxC needs K >= 1 slots, got shape {prior_KxC.shape}")
+  if prior_KxC.shape[1] != c:
+    raise ValueError(f"prior_KxC must have C={c} columns to match facts_BxExC, got {prior_KxC.shape}")
+  keep_BxEx1 = mask_BxE[..., None].astype(jnp.float32)
+  z_BxExC = facts_BxExC.astype(jnp.float32) * keep_BxEx1
+  if noise_std > 0:
+    if rng is None:
+      raise ValueError("write: noise_std > 0 needs an rng")
+    z_BxExC = z_BxExC + noise_std * jax.random.normal(rng, z_BxExC.shape) * keep_BxEx1
+  prior_pinv_CxK = pseudo_inverse(prior_KxC, pinv)
+  w0_BxExK = jnp.einsum("bec,ck->bek", z_BxExC, prior_pinv_CxK, precision=_HIGHEST)
+  w0_pinv_BxKxE = pseudo_inverse(w0_BxExK, pinv)
+  return jnp.einsum("bke,bec->bkc", w0_pinv_BxKxE, z_BxExC, precision=_HIGHEST)
+
+
+def read(
+    memory_BxKxC: jax.Array,
+    query_BxC: jax.Array,
+    *,
+    pinv: PinvMethod = "svd",
+    memory_pinv_BxCxK: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+  """Reads a memory with a query by least squares: w = u M^+, readout = w M.
+
+  Args:
+    memory_BxKxC: memories from `write`.
+    query_BxC: one query per memory.
+    pinv: pseudo-inverse method, see `pseudo_inverse`.
+    memory_pinv_BxCxK: M^+ when the caller already has it (several hops read one memory).
+
+  Returns:
+    (readout_BxC, weights_BxK), float32.
+  """
+  _check_rank("memory_BxKxC", memory_BxKxC, 3, "B x K x C")
+  _check_rank("query_BxC", query_BxC, 2, "B x C")
+  b, _, c = memory_BxKxC.shape
+  if query_BxC.shape != (b, c):
+    raise ValueError(f"query_BxC must have shape {(b, c)} to match memory_BxKxC, got {query_BxC.shape}")
+  memory_BxKxC = memory_BxKxC.astype(jnp.float32)
+  if memory_pinv_BxCxK is None:
+    memory_pinv_BxCxK = pseudo_inverse(memory_BxKxC, pinv)
+  weights_BxK = jnp.einsum(
+      "bc,bck->bk", query_BxC.astype(jnp.float32), memory_pinv_BxCxK, precision=_HIGHEST)
+  readout_BxC = jnp.einsum("bk,bkc->bc", weights_BxK, memory_BxKxC, precision=_HIGHEST)
+  return readout_BxC, weights_BxK
+
+
+class ChunkedMemory(NamedTuple):
+  """Memories written over consecutive chunks of lines; one chunk is the single-memory model.
+
+  Attributes:
+    memory_BxNxKxC: one memory per chunk.
+    memory_pinv_BxNxCxK: their pseudo-inverses, computed once for every hop's read.
+    lines_BxNxLxC: the latents written into each chunk (L lines per chunk).
+    keep_BxNxL: True for real lines.
+  """
+
+  memory_BxNxKxC: jax.Array
+  memory_pinv_BxNxCxK: jax.Array
+  lines_BxNxLxC: jax.Array
+  keep_BxNxL: jax.Array
+
+
+COMBINE_RULES = ("nearest_line", "soft")
+
+
+def write_chunked(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Array, *,
+                  lines_per_chunk: int = 0, noise_std: float = 0.0,
+                  rng: jax.Array | None = None, pinv: PinvMethod = "svd") -> ChunkedMemory:
+  """Writes the lines into one memory per chunk of `lines_per_chunk` lines (0: one memory).
+
+  The chunks are written by one batched `write`, not a Python loop. Chunks made only of
+  padding are marked empty and never selected by `read_chunked`.
+  """
+  _check_rank("facts_BxExC", facts_BxExC, 3, "B x E x C")
+  b, e, c = facts_BxExC.shape
+  per_chunk = e if lines_per_chunk <= 0 else lines_per_chunk
+  n = -(-e // per_chunk)
+  pad = n * per_chunk - e
+  facts_BxExC = jnp.pad(facts_BxExC, ((0, 0), (0, pad), (0, 0)))
+  mask_BxE = jnp.pad(mask_BxE, ((0, 0), (0, pad)))
+  lines_BNxLxC = facts_BxExC.reshape(b * n, per_chunk, c)
+  keep_BNxL = mask_BxE.reshape(b * n, per_chunk)
+  memory_BNxKxC = write(lines_BNxLxC, keep_BNxL, prior_KxC, noise_std=noise_std, rng=rng,
+                        pinv=pinv)
+  k = memory_BNxKxC.shape[1]
+  return ChunkedMemory(
+      memory_BxNxKxC=memory_BNxKxC.reshape(b, n, k, c),
+      memory_pinv_BxNxCxK=pseudo_inverse(memory_BNxKxC, pinv).reshape(b, n, c, k),
+      lines_BxNxLxC=lines_BNxLxC.reshape(b, n, per_chunk, c).astype(jnp.float32),
+      keep_BxNxL=keep_BNxL.reshape(b, n, per_chunk))
+
+
+def cosine(a_BxC: jax.Array, b_BxNxC: jax.Array) -> jax.Array:
+  """Cosine similarity of each vector in `a` with each of its N partners in `b`, float32."""
+  a_BxC = a_BxC.astype(jnp.float32)
+  b_BxNxC = b_BxNxC.astype(jnp.float32)
+  eps = 1e-8
+  a_BxC = a_BxC / (jnp.linalg.norm(a_BxC, axis=-1, keepdims=True) + eps)
+  b_BxNxC = b_BxNxC / (jnp.linalg.norm(b_BxNxC, axis=-1, keepdims=True) + eps)
+  return jnp.einsum("bc,bnc->bn", a_BxC, b_BxNxC, precision=_HIGHEST)
+
+
+def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "nearest_line",
+                 weight_noise_BxNxK: jax.Array | None = None,
+                 temperature: float = 0.1) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Reads every chunk with the query and combines the readouts.
+
+  "nearest_line" keeps the readout whose nearest stored line has the highest cosine
+  similarity; "soft" averages readouts weighted by a softmax of that score / temperature.
+
+  Args:
+    mem: from `write_chunked`.
+    query_BxC: the query.
+    combine: the combination rule.
+    weight_noise_BxNxK: added to the read weights before the readout (Larimar's read noise).
+    temperature: of the "soft" rule.
+
+  Returns:
+    (readout_BxC, mean read weights_BxNxK before noise, chunk scores_BxN).
+  """
+  if combine not in COMBINE_RULES:
+    raise ValueError(f"combine must be one of {COMBINE_RULES}, got {combine!r}")
+  weights_BxNxK = jnp.einsum("bc,bnck->bnk", query_BxC.astype(jnp.float32),
+                             mem.memory_pinv_BxNxCxK, precision=_HIGHEST)
+  noisy_BxNxK = weights_BxNxK if weight_noise_BxNxK is None else weights_BxNxK + weight_noise_BxNxK
+  readouts_BxNxC = jnp.einsum("bnk,bnkc->bnc", noisy_BxNxK, mem.memory_BxNxKxC, precision=_HIGHEST)
+  n = readouts_BxNxC.shape[1]
+  if n == 1:
+    return readouts_BxNxC[:, 0], weights_BxNxK, jnp.zeros(readouts_BxNxC.shape[:2])
+  # The nearest stored line of each chunk's readout: cosine over that chunk's real lines.
+  sims_BxNxL = jax.vmap(cosine, in_axes=(1, 1), out_axes=1)(readouts_BxNxC, mem.lines_BxNxLxC)
+  sims_BxNxL = jnp.where(mem.keep_BxNxL, sims_BxNxL, -jnp.inf)
+  scores_BxN = jnp.max(sims_BxNxL, axis=-1)
+  if combine == "nearest_line":
+    pick_B = jnp.argmax(scores_BxN, axis=-1)
+    readout_BxC = jnp.take_along_axis(readouts_BxNxC, pick_B[:, None, None], axis=1)[:, 0]
+  else:
+    probs_BxN = jax.nn.softmax(scores_BxN / temperature, axis=-1)
+    readout_BxC = jnp.einsum("bn,bnc->bc", probs_BxN, readouts_BxNxC, precision=_HIGHEST)
+  return readout_BxC, weights_BxNxK, scores_BxN

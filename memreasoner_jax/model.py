@@ -1,0 +1,235 @@
+"""MemReasoner as pure functions over one parameter pytree.
+
+`MemReasoner` holds the Flax modules and composes them: encode lines and query, add temporal
+order, write the memory, scan the hops, condition the decoder. Its methods take `params`
+explicitly and jit cleanly.
+
+The batch is a dict of arrays (B batch, E lines, T tokens per line, Q query tokens, A decoder
+tokens, S supporting facts):
+  context_BxExT    int32  each line [BOS] tokens [EOS], PAD-padded; padding lines all PAD
+  line_mask_BxE    bool   True for real lines
+  query_BxQ        int32  [BOS] question [EOS]
+  answer_BxA       int32  [BOS] prompt answer [EOS]; input [:, :-1], targets [:, 1:]
+  answer_mask_BxA  bool   True at the answer tokens and final EOS (what is predicted)
+  prompt_len_B     int32  leading tokens of answer_BxA that are BOS + prompt
+  support_BxS      int32  supporting line indices in hop order, -1 padded
+  sf_weight_B      float  1 for examples in the supporting-fact supervised subset
+  example_weight_B float  1 for real examples, 0 for batch padding
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from memreasoner_jax import decoder as decoder_lib
+from memreasoner_jax import encoder as encoder_lib
+from memreasoner_jax import hops as hops_lib
+from memreasoner_jax import memory
+from memreasoner_jax import temporal as temporal_lib
+
+Params = dict[str, Any]
+CONDITIONS = ("readouts", "facts", "both")
+
+
+class Reasoning(NamedTuple):
+  """Everything the model computes before decoding, for losses and explanations."""
+
+  z_BxExC: jax.Array  # line latents from the encoder
+  zt_BxExC: jax.Array  # after temporal encoding: what is written to memory
+  query_BxC: jax.Array  # the query latent
+  mem: memory.ChunkedMemory
+  readouts_BxHxC: jax.Array
+  sims_BxHxE: jax.Array  # cosine of each hop's readout with every line (padding very low)
+  kl_B: jax.Array
+  cond_BxNxC: jax.Array  # the decoder's conditioning vectors
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first impossible model setting."""
+  def need(ok: bool, key: str, what: str, value: Any) -> None:
+    if not ok:
+      raise ValueError(f"config model.{key} must be {what}, got {value!r}")
+
+  need(cfg.latent_size >= 1, "latent_size", ">= 1", cfg.latent_size)
+  need(cfg.memory.num_slots >= 1, "memory.num_slots (K)", ">= 1", cfg.memory.num_slots)
+  need(cfg.memory.lines_per_chunk >= 1, "memory.lines_per_chunk", ">= 1",
+       cfg.memory.lines_per_chunk)
+  need(cfg.memory.mode in ("single", "chunked"), "memory.mode", "single or chunked",
+       cfg.memory.mode)
+  need(cfg.memory.pinv in memory.PINV_METHODS, "memory.pinv", f"one of {memory.PINV_METHODS}",
+       cfg.memory.pinv)
+  need(cfg.memory.combine in memory.COMBINE_RULES, "memory.combine",
+       f"one of {memory.COMBINE_RULES}", cfg.memory.combine)
+  need(cfg.hops.num_hops >= 1, "hops.num_hops", ">= 1", cfg.hops.num_hops)
+  need(cfg.hops.update_rule in hops_lib.UPDATE_RULES, "hops.update_rule",
+       f"one of {hops_lib.UPDATE_RULES}", cfg.hops.update_rule)
+  need(cfg.temporal.kind in ("bigru", "none"), "temporal.kind", "bigru or none",
+       cfg.temporal.kind)
+  need(cfg.temporal.kind != "bigru" or cfg.latent_size % 2 == 0, "latent_size",
+       "even for the BiGRU (C/2 units per direction)", cfg.latent_size)
+  need(cfg.decoder.condition in CONDITIONS, "decoder.condition", f"one of {CONDITIONS}",
+       cfg.decoder.condition)
+  need(cfg.encoder.pooling in ("first", "mean"), "encoder.pooling", "first or mean",
+       cfg.encoder.pooling)
+  need(cfg.encoder.encode_chunk >= 1, "encoder.encode_chunk", ">= 1", cfg.encoder.encode_chunk)
+  for part in ("encoder", "decoder"):
+    sub = cfg[part]
+    need(sub.d_model % sub.num_heads == 0, f"{part}.d_model", "divisible by num_heads",
+         sub.d_model)
+  need(cfg.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32, bfloat16 or float16",
+       cfg.dtype)
+
+
+def _check_batch(batch: dict[str, jax.Array]) -> None:
+  ctx = batch["context_BxExT"]
+  if ctx.ndim != 3:
+    raise ValueError(f"batch['context_BxExT'] must have rank 3 (B x E x T), got {ctx.shape}")
+  if batch["line_mask_BxE"].shape != ctx.shape[:2]:
+    raise ValueError(f"batch['line_mask_BxE'] must have shape {ctx.shape[:2]} (B x E), "
+                     f"got {batch['line_mask_BxE'].shape}")
+  if batch["query_BxQ"].ndim != 2 or batch["query_BxQ"].shape[0] != ctx.shape[0]:
+    raise ValueError(f"batch['query_BxQ'] must have shape ({ctx.shape[0]}, Q), "
+                     f"got {batch['query_BxQ'].shape}")
+
+
+class MemReasoner:
+  """The model: Flax modules plus the pure functions that compose them."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    validate(config)
+    self.config = config
+    dtype = jnp.dtype(config.dtype)
+    self.encoder = encoder_lib.Encoder(config.encoder, config.latent_size, dtype)
+    self.temporal = temporal_lib.TemporalEncoder(config.temporal.kind, config.temporal.residual,
+                                                 dtype)
+    self.hops = hops_lib.HopOperator(config.hops.num_hops, config.hops.update_rule,
+                                     config.memory.read_noise, config.memory.combine, dtype)
+    self.decoder = decoder_lib.Decoder(config.decoder, dtype)
+
+  @property
+  def chunked(self) -> bool:
+    return self.config.memory.mode == "chunked"
+
+  @property
+  def lines_per_chunk(self) -> int:
+    """Lines per memory; 0 writes all lines into one memory."""
+    return self.config.memory.lines_per_chunk if self.chunked else 0
+
+  @property
+  def num_slots(self) -> int:
+    """K of each memory: the single memory's slots, or one slot per line of a chunk."""
+    mem = self.config.memory
+    return mem.lines_per_chunk if self.chunked else mem.num_slots
+
+  def init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> Params:
+    """Float32 parameters for batches shaped like `batch` (any B, E works afterwards)."""
+    _check_batch(batch)
+    k_enc, k_tmp, k_hop, k_dec = jax.random.split(rng, 4)
+    c = self.config.latent_size
+    b, e, _ = batch["context_BxExT"].shape
+    z_BxExC = jnp.zeros((b, e, c))
+    mask_BxE = batch["line_mask_BxE"]
+    prior_KxC = jnp.eye(self.num_slots, c)
+    mem = memory.write_chunked(z_BxExC + jnp.eye(e, c), mask_BxE, prior_KxC,
+                               lines_per_chunk=self.lines_per_chunk)
+    cond_BxNxC = jnp.zeros((b, 1, c))
+    return {
+        "encoder": self.encoder.init(k_enc, batch["query_BxQ"])["params"],
+        "temporal": self.temporal.init(k_tmp, z_BxExC, mask_BxE).get("params", {}),
+        "memory": {"prior": prior_KxC},
+        "hops": self.hops.init(k_hop, z_BxExC[:, 0], mem, z_BxExC, mask_BxE)["params"],
+        "decoder": self.decoder.init(k_dec, batch["answer_BxA"], cond_BxNxC)["params"],
+    }
+
+  def encode(self, params: Params, tokens_NxT: jax.Array) -> jax.Array:
+    """Latents_NxC of N token sequences, `encoder.encode_chunk` sequences at a time."""
+    chunk = self.config.encoder.encode_chunk
+    apply = lambda t: self.encoder.apply({"params": params["encoder"]}, t)
+    n, t = tokens_NxT.shape
+    if n <= chunk:
+      return apply(tokens_NxT)
+    steps = -(-n // chunk)
+    padded = jnp.pad(tokens_NxT, ((0, steps * chunk - n), (0, 0)))
+    latents = jax.lax.map(apply, padded.reshape(steps, chunk, t))
+    return latents.reshape(steps * chunk, -1)[:n]
+
+  def reason(self, params: Params, batch: dict[str, jax.Array], *,
+             rng: jax.Array | None = None) -> Reasoning:
+    """Encoder, temporal encoding, memory write and hops. An rng turns on training noise."""
+    _check_batch(batch)
+    cfg = self.config
+    context_BxExT = batch["context_BxExT"]
+    b, e, t = context_BxExT.shape
+    mask_BxE = batch["line_mask_BxE"].astype(bool)
+    z_BxExC = self.encode(params, context_BxExT.reshape(b * e, t)).reshape(b, e, -1)
+    z_BxExC = z_BxExC * mask_BxE[..., None]
+    query_BxC = self.encode(params, batch["query_BxQ"])
+    zt_BxExC = self.temporal.apply({"params": params["temporal"]}, z_BxExC, mask_BxE)
+    write_rng, read_rng = (None, None) if rng is None else jax.random.split(rng)
+    mem = memory.write_chunked(
+        zt_BxExC, mask_BxE, params["memory"]["prior"],
+        lines_per_chunk=self.lines_per_chunk,
+        noise_std=cfg.memory.write_noise_std if rng is not None else 0.0,
+        rng=write_rng, pinv=cfg.memory.pinv)
+    readouts_BxHxC, sims_BxHxE, kl_B = self.hops.apply(
+        {"params": params["hops"]}, query_BxC, mem, zt_BxExC, mask_BxE, read_rng)
+    facts_BxHxC = jnp.take_along_axis(
+        zt_BxExC, jnp.argmax(sims_BxHxE, axis=-1)[..., None], axis=1).astype(jnp.float32)
+    cond_BxNxC = {"readouts": readouts_BxHxC, "facts": facts_BxHxC,
+                  "both": jnp.concatenate([readouts_BxHxC, facts_BxHxC], axis=1)}[
+                      cfg.decoder.condition]
+    return Reasoning(z_BxExC, zt_BxExC, query_BxC, mem, readouts_BxHxC, sims_BxHxE, kl_B,
+                     cond_BxNxC)
+
+  def decode(self, params: Params, tokens_BxT: jax.Array, cond_BxNxC: jax.Array) -> jax.Array:
+    """Teacher-forced next-token logits_BxTxV."""
+    logits, _ = self.decoder.apply({"params": params["decoder"]}, tokens_BxT, cond_BxNxC)
+    return logits
+
+  def generate(self, params: Params, batch: dict[str, jax.Array], max_new_tokens: int, *,
+               use_cache: bool = True) -> tuple[jax.Array, jax.Array]:
+    """Greedy answers after each example's prompt.
+
+    Every sequence steps one position at a time from position 0; while a sequence is still
+    inside its prompt its next input is the prompt token, afterwards its own prediction, so
+    prompts of different lengths share one loop. Without the cache each step re-runs the whole
+    prefix (for checking the cache).
+
+    Returns:
+      (tokens_BxN, logits_BxNxV) of the N = max_new_tokens generated positions.
+    """
+    cond_BxNxC = self.reason(params, batch).cond_BxNxC
+    prompt_BxP = batch["answer_BxA"]
+    prompt_len_B = batch["prompt_len_B"]
+    b, p = prompt_BxP.shape
+    length = p + max_new_tokens
+    if length > self.config.decoder.max_len:
+      raise ValueError(f"prompt width {p} + max_new_tokens {max_new_tokens} exceeds "
+                       f"decoder.max_len={self.config.decoder.max_len}")
+    buffer_BxL = jnp.pad(prompt_BxP, ((0, 0), (0, max_new_tokens)))
+    dec = {"params": params["decoder"]}
+
+    def step(carry, pos):
+      buffer_BxL, cache = carry
+      if use_cache:
+        logits_Bx1xV, cache = self.decoder.apply(dec, buffer_BxL[:, pos, None], cond_BxNxC,
+                                                 cache, pos)
+        logits_BxV = logits_Bx1xV[:, 0]
+      else:
+        logits_BxV = self.decoder.apply(dec, buffer_BxL, cond_BxNxC)[0][:, pos]
+      pred_B = jnp.argmax(logits_BxV, axis=-1).astype(buffer_BxL.dtype)
+      nxt_B = jnp.where(pos + 1 >= prompt_len_B, pred_B, buffer_BxL[:, pos + 1])
+      buffer_BxL = buffer_BxL.at[:, pos + 1].set(nxt_B)
+      return (buffer_BxL, cache), logits_BxV
+
+    cache = decoder_lib.init_cache(self.config.decoder, b, length, jnp.dtype(self.config.dtype))
+    (buffer_BxL, _), logits_LxBxV = jax.lax.scan(
+        step, (buffer_BxL, cache if use_cache else None), jnp.arange(length - 1))
+    offsets_BxN = prompt_len_B[:, None] + jnp.arange(max_new_tokens)[None]
+    tokens_BxN = jnp.take_along_axis(buffer_BxL, offsets_BxN, axis=1)
+    logits_BxNxV = jnp.take_along_axis(
+        jnp.swapaxes(logits_LxBxV, 0, 1), (offsets_BxN - 1)[..., None], axis=1)
+    return tokens_BxN, logits_BxNxV
+

@@ -1,0 +1,74 @@
+"""Model presets as ml_collections configs: tiny, small, base, large.
+
+`base` and `large` have the exact shapes of BERT-base + GPT-2 (124M) and BERT-large +
+GPT-2-large (Larimar-1.3B), vocabularies and position tables included, so pretrained
+checkpoints load into them; `tiny` and `small` use the 260-token byte vocabulary.
+"""
+
+import ml_collections
+
+PRESETS = ("tiny", "small", "base", "large")
+BYTE_VOCAB = 260  # PAD, BOS, EOS, UNK and the 256 bytes
+
+# name: (encoder layers, heads, width, ffn, vocab, positions,
+#        decoder layers, heads, width, ffn, vocab, positions, C, K)
+_SHAPES = {
+    "tiny": (2, 2, 64, 128, BYTE_VOCAB, 128, 2, 2, 64, 128, BYTE_VOCAB, 128, 64, 16),
+    "small": (2, 4, 128, 512, BYTE_VOCAB, 256, 2, 4, 128, 512, BYTE_VOCAB, 256, 128, 32),
+    "base": (12, 12, 768, 3072, 30522, 512, 12, 12, 768, 3072, 50257, 1024, 768, 512),
+    "large": (24, 16, 1024, 4096, 30522, 512, 36, 20, 1280, 5120, 50257, 1024, 768, 512),
+}
+
+
+def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
+  """The `model` section of a config for one preset."""
+  if preset not in _SHAPES:
+    raise ValueError(f"unknown model preset {preset!r}; choose one of {PRESETS}")
+  (enc_l, enc_h, enc_d, enc_f, enc_v, enc_p,
+   dec_l, dec_h, dec_d, dec_f, dec_v, dec_p, latent, slots) = _SHAPES[preset]
+  cfg = ml_collections.ConfigDict()
+  cfg.preset = preset  # the preset these shapes came from (recorded in checkpoints)
+  cfg.dtype = "float32"  # compute dtype: float32, or bfloat16 on accelerators
+  cfg.latent_size = latent  # C, the width of every line latent, query and readout
+
+  cfg.encoder = ml_collections.ConfigDict()
+  cfg.encoder.num_layers = enc_l  # transformer blocks
+  cfg.encoder.num_heads = enc_h  # attention heads per block
+  cfg.encoder.d_model = enc_d  # hidden width
+  cfg.encoder.d_ff = enc_f  # feed-forward width
+  cfg.encoder.vocab_size = enc_v  # token embedding rows
+  cfg.encoder.max_len = enc_p  # position table size: the longest line or query in tokens
+  cfg.encoder.type_vocab_size = 2  # BERT token types (all lines use type 0)
+  cfg.encoder.layer_norm_eps = 1e-12  # BERT's epsilon
+  cfg.encoder.pooling = "first" if enc_v != BYTE_VOCAB else "mean"  # first ([CLS]/BOS) or mean
+  cfg.encoder.encode_chunk = 1024  # lines encoded per step for long contexts (bounds memory)
+  cfg.encoder.init_from = ""  # a Hugging Face BERT-family directory to start from ("" = random)
+
+  cfg.temporal = ml_collections.ConfigDict()
+  cfg.temporal.kind = "bigru"  # bigru (C/2 units per direction) or none
+  cfg.temporal.residual = False  # add each line's own latent to its BiGRU output
+
+  cfg.memory = ml_collections.ConfigDict()
+  cfg.memory.mode = "single"  # single: one memory of num_slots; chunked: one per lines_per_chunk
+  cfg.memory.num_slots = slots  # K of the single memory (Larimar: 512)
+  cfg.memory.lines_per_chunk = 16  # chunked mode: lines per chunk, and slots per chunk memory
+  cfg.memory.combine = "nearest_line"  # chunked mode: nearest_line or soft
+  cfg.memory.pinv = "svd"  # pseudo-inverse: svd (stable default), solve, ben_israel (Larimar)
+  cfg.memory.write_noise_std = 0.0  # Gaussian noise on written latents during training
+  cfg.memory.read_noise = False  # Larimar's learned noise on read weights (enables the KL term)
+
+  cfg.hops = ml_collections.ConfigDict()
+  cfg.hops.num_hops = 1  # H reads of the memory
+  cfg.hops.update_rule = "gru"  # query update: gru, add, linear, nearest_fact
+
+  cfg.decoder = ml_collections.ConfigDict()
+  cfg.decoder.num_layers = dec_l  # transformer blocks (L)
+  cfg.decoder.num_heads = dec_h  # attention heads per block
+  cfg.decoder.d_model = dec_d  # hidden width (D)
+  cfg.decoder.d_ff = dec_f  # feed-forward width
+  cfg.decoder.vocab_size = dec_v  # token embedding rows (tied with the output head)
+  cfg.decoder.max_len = dec_p  # position table size: the longest prompt + answer in tokens
+  cfg.decoder.layer_norm_eps = 1e-5  # GPT-2's epsilon
+  cfg.decoder.condition = "readouts"  # readouts, facts (each hop's nearest line) or both
+  cfg.decoder.init_from = ""  # a Hugging Face GPT-2-family directory to start from ("" = random)
+  return cfg
