@@ -50,8 +50,13 @@ class Tokenizer(abc.ABC):
     return flat, lengths
 
   def decode(self, ids) -> str:
-    """Text of `ids` up to the first EOS, special tokens skipped (a decoder's output)."""
+    """Text of `ids` up to the first EOS, special tokens skipped (a decoder's output).
+
+    A leading BOS is dropped before looking for EOS: for GPT-2 the two are the same token.
+    """
     ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+    if ids and ids[0] == self.bos_id:
+      ids = ids[1:]
     if self.eos_id in ids:
       ids = ids[:ids.index(self.eos_id)]
     special = {self.pad_id, self.bos_id, self.eos_id}
@@ -117,6 +122,11 @@ class HFTokenizer(Tokenizer):
     self._tok = _load_hf(self._path, tokenizers)
     self._tok.no_padding()
     self._tok.no_truncation()
+    # vocab.txt / vocab.json carry special tokens as plain entries: mark them special so text
+    # never splits them and decoding skips them (tokenizer.json already does this).
+    vocab = self._tok.get_vocab(with_added_tokens=True)
+    self._tok.add_special_tokens(
+        sorted({n for names in _ROLE_NAMES.values() for n in names if n in vocab}))
     roles = {role: _find_role(self._tok, names) for role, names in _ROLE_NAMES.items()}
     missing = [role for role in ("bos", "eos") if roles[role] is None]
     if missing:
