@@ -1,0 +1,163 @@
+"""A TFDS dataset of generated task Examples, stored as ArrayRecord and read without TensorFlow.
+
+Configs are task x haystack length (x answer-renamed), e.g. `qa1_0k`, `qa2_4k`,
+`qa1_16k_renamed`. Records keep generation order (shuffling is the input pipeline's job, seeded per
+epoch), so record i is the Example with index i. The lines per example are stored in the dataset
+metadata, so every host can pick a global batch's line bucket without reading other hosts' records.
+
+  python -m memreasoner_jax.data.tfds_builder --config=qa2_4k --data_dir=~/tensorflow_datasets
+"""
+
+from collections.abc import Iterator, Sequence
+import dataclasses
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow_datasets as tfds
+
+from memreasoner_jax.tasks.example import Example
+
+NAME = "memreasoner_tasks"
+TASKS = ("qa1", "qa2")
+LENGTHS_K = (0, 1, 2, 4, 8, 16, 32, 64, 128)
+
+
+@dataclasses.dataclass
+class TaskConfig(tfds.core.BuilderConfig):
+  """One generated dataset: which task, how long a haystack, which split sizes and seed."""
+
+  task: str = "qa1"
+  length: int = 0  # Nominal haystack length in GPT-2-comparable tokens (4k = 4000); 0 = facts only.
+  renamed: bool = False  # Answer words replaced by words never seen in training.
+  splits: tuple[tuple[str, int], ...] = (("train", 10000), ("test", 1000))
+  seed: int = 0
+
+
+def task_config(task: str, length_k: int, renamed: bool = False, **kwargs) -> TaskConfig:
+  """The standard config: training stories only without filler (the paper's setting)."""
+  name = f"{task}_{length_k}k" + ("_renamed" if renamed else "")
+  splits = (("train", 10000), ("test", 1000)) if length_k == 0 and not renamed else (
+      ("test", 1000),)
+  kwargs = {"splits": splits, **kwargs}
+  return TaskConfig(name=name, task=task, length=1000 * length_k, renamed=renamed,
+                    description=f"{task}, {length_k}k-token haystack"
+                    + (", answers renamed" if renamed else ""), **kwargs)
+
+
+class MemreasonerTasks(tfds.core.GeneratorBasedBuilder):
+  """Generated bAbI-style questions in haystacks; one Example per record."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  BUILDER_CONFIGS = [task_config(task, k, renamed) for task in TASKS for k in LENGTHS_K
+                     for renamed in (False, True)]
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    features = tfds.features.FeaturesDict({
+        "context": tfds.features.Sequence(tfds.features.Text()),
+        "question": tfds.features.Text(),
+        "answer": tfds.features.Text(),
+        "support": tfds.features.Sequence(np.int32),
+        "task": tfds.features.Text(),
+        "index": np.int64,
+    })
+    return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True,
+                                 metadata=tfds.core.MetadataDict())
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Everything is generated locally.
+    splits = {}
+    self.info.metadata["num_lines"] = {}
+    for split, num in self.builder_config.splits:
+      examples = self._examples(split, num)
+      self.info.metadata["num_lines"][split] = [len(ex.context) for ex in examples]
+      splits[split] = self._generate_examples(examples)
+    return splits
+
+  def _generate_examples(self, examples: Sequence[Example]):
+    for position, ex in enumerate(examples):
+      if ex.index != position:
+        raise ValueError(f"Example {ex.task}[{ex.index}] is at position {position} of its split; "
+                         "indices must count from 0 in order")
+      yield position, {"context": list(ex.context), "question": ex.question,
+                       "answer": ex.answer, "support": list(ex.support), "task": ex.task,
+                       "index": ex.index}
+
+  def _examples(self, split: str, num: int) -> list[Example]:
+    """Generates one split in-process with the task generators."""
+    from memreasoner_jax import tasks  # pylint: disable=g-import-not-at-top  (heavy, lazy)
+    config = self.builder_config
+    return tasks.generate(config.task, split, num, seed=config.seed, length=config.length,
+                          rename_answers=config.renamed)
+
+
+class TfdsSource:
+  """A split of a built dataset as a random-access source of Examples (no TensorFlow)."""
+
+  def __init__(self, builder: tfds.core.DatasetBuilder, split: str):
+    self._records = builder.as_data_source(split=split)
+    stored = (builder.info.metadata or {}).get("num_lines", {}).get(split)
+    self.num_lines_N = np.asarray(stored, np.int64) if stored is not None else None
+    if self.num_lines_N is not None and len(self.num_lines_N) != len(self._records):
+      raise ValueError(f"{builder.data_dir}: metadata has {len(self.num_lines_N)} line counts "
+                       f"for split {split!r} of {len(self._records)} records")
+
+  def __len__(self) -> int:
+    return len(self._records)
+
+  def __getitem__(self, index: int) -> Example:
+    return _to_example(self._records[int(index)])
+
+  def get_many(self, indices: np.ndarray) -> list[Example]:
+    """One batched ArrayRecord read."""
+    return [_to_example(r) for r in self._records.__getitems__([int(i) for i in indices])]
+
+
+def _to_example(record: dict) -> Example:
+  return Example(context=tuple(line.decode() for line in record["context"]),
+                 question=record["question"].decode(), answer=record["answer"].decode(),
+                 support=tuple(int(i) for i in record["support"]), task=record["task"].decode(),
+                 index=int(record["index"]))
+
+
+def build(config: str | TaskConfig, data_dir: str) -> tfds.core.DatasetBuilder:
+  """Generates and writes one config as ArrayRecord (a no-op when already built)."""
+  builder = MemreasonerTasks(data_dir=os.path.expanduser(data_dir), config=config,
+                             file_format="array_record")
+  builder.download_and_prepare()
+  return builder
+
+
+def load(config: str | TaskConfig, split: str, data_dir: str, *,
+         build_if_missing: bool = True) -> TfdsSource:
+  """The split of a config as a source, building it first when it is missing."""
+  builder = MemreasonerTasks(data_dir=os.path.expanduser(data_dir), config=config,
+                             file_format="array_record")
+  if not builder.is_prepared():
+    if not build_if_missing:
+      raise FileNotFoundError(f"{NAME}/{builder.builder_config.name} is not built in {data_dir}")
+    builder.download_and_prepare()
+  return TfdsSource(builder, split)
+
+
+def load_directory(builder_dir: str, split: str) -> TfdsSource:
+  """A split of any built version directory (e.g. copied from elsewhere), no builder class."""
+  return TfdsSource(tfds.builder_from_directory(builder_dir), split)
+
+
+_CONFIGS = flags.DEFINE_list("config", None, "Config names to build, e.g. qa1_0k,qa2_4k.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "Where datasets are written.")
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  for name in _CONFIGS.value or []:
+    builder = build(name, _DATA_DIR.value)
+    print(builder.data_dir, {s: i.num_examples for s, i in builder.info.splits.items()})
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("config")
+  app.run(main)
