@@ -1,0 +1,122 @@
+r"""Train MemReasoner on generated bAbI-style tasks (qa1, qa2, vt1, vt2 and mixtures).
+
+The argument is "<tasks>,<preset>[,runlocal]": tasks is one task or a '+' mixture
+(qa1, qa2, vt1, vt2, e.g. qa1+qa2), preset one of tiny, small, base, large; runlocal shrinks the
+run to a smoke test that finishes in about a minute on a laptop CPU.
+
+Launch (one host, every local device):
+
+  python -m memreasoner_jax.main --config=configs/babi.py:qa1,tiny --workdir=/tmp/qa1_tiny
+
+Any field can be overridden on the command line, e.g. `--config.training.num_steps=2000`; the
+config is locked, so a misspelled key fails at once.
+"""
+
+import ml_collections
+
+from memreasoner_jax import losses
+from memreasoner_jax import presets
+
+TASKS = ("qa1", "qa2", "vt1", "vt2")
+TWO_HOP_TASKS = ("qa2", "vt2")
+
+# preset: (global batch, train steps, peak learning rate, compute dtype, fsdp axis size)
+_PRESET_TRAINING = {
+    "tiny": (32, 400, 1e-3, "float32", 1),
+    "small": (64, 2000, 1e-3, "float32", 1),
+    "base": (256, 20000, 1e-4, "bfloat16", 1),
+    "large": (256, 20000, 5e-5, "bfloat16", 8),
+}
+
+
+def _parse(arg: str) -> tuple[tuple[str, ...], str, bool]:
+  parts = [p.strip() for p in (arg or "qa1,tiny").split(",")]
+  if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "runlocal"):
+    raise ValueError(f"config argument {arg!r} must be '<tasks>,<preset>[,runlocal]', "
+                     "e.g. 'qa1,tiny' or 'qa1+qa2,small,runlocal'")
+  tasks = tuple(parts[0].split("+"))
+  unknown = [t for t in tasks if t not in TASKS]
+  if unknown or len(set(tasks)) != len(tasks):
+    raise ValueError(f"config argument {arg!r}: tasks must be distinct names from {TASKS}, "
+                     f"got {parts[0]!r}")
+  if parts[1] not in presets.PRESETS:
+    raise ValueError(f"config argument {arg!r}: preset must be one of {presets.PRESETS}")
+  return tasks, parts[1], len(parts) == 3
+
+
+def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
+  """The full, locked config for one task mixture and model preset."""
+  tasks, preset, runlocal = _parse(arg)
+  batch, steps, lr, dtype, fsdp = _PRESET_TRAINING[preset]
+  two_hop = any(t in TWO_HOP_TASKS for t in tasks)
+  config = ml_collections.ConfigDict()
+  config.arg = arg  # the argument this config was built from (recorded with every checkpoint)
+
+  config.model = presets.model_config(preset)
+  config.model.dtype = dtype
+  config.model.hops.num_hops = 2 if two_hop else 1  # 2-hop tasks need a second read
+
+  config.loss = losses.loss_config()
+
+  config.data = ml_collections.ConfigDict()
+  config.data.tasks = "+".join(tasks)  # '+'-separated tasks, trained as one shuffled mixture
+  config.data.train_examples = 10000  # generated training questions per task (bAbI's 10k)
+  config.data.eval_examples = 1000  # generated held-out questions per task
+  config.data.train_seed = 0  # generation seed of the training split
+  config.data.eval_seed = 1  # generation seed of the held-out split (differs from train_seed)
+  # Supporting-fact supervision on this fraction of examples (the paper: none for 1-hop tasks,
+  # 1% for 2-hop tasks); the subset is fixed by the example index.
+  config.data.sf_fraction = 0.01 if two_hop else 0.0
+  config.data.global_batch = batch  # examples per step over all hosts and devices
+  config.data.eval_batch = 2 * batch  # examples per evaluation step over all hosts
+  config.data.line_bucket = 16  # E buckets are line_bucket * 2^i: few shapes, few compiles
+  config.data.max_lines = 128  # longest context in lines; a longer one is an error, not cut
+  config.data.line_tokens = 48  # T: tokens per line, BOS and EOS included
+  config.data.query_tokens = 32  # Q: tokens per question, BOS and EOS included
+  config.data.answer_tokens = 48  # A: BOS + question + " " + answer + EOS
+  config.data.tokenizer = "byte"  # "byte", or a Hugging Face tokenizer file or directory
+  config.data.prefetch = 2  # batches built ahead in a background thread
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = lr  # peak learning rate of AdamW
+  config.optimizer.warmup_steps = min(1000, steps // 10)  # linear warm-up from 0 to the peak
+  config.optimizer.decay = "cosine"  # after warm-up: cosine, linear or constant
+  config.optimizer.final_lr_fraction = 0.1  # decay ends at this fraction of the peak
+  config.optimizer.b1 = 0.9  # Adam first-moment decay
+  config.optimizer.b2 = 0.999  # Adam second-moment decay
+  config.optimizer.eps = 1e-8  # Adam denominator epsilon
+  config.optimizer.weight_decay = 0.01  # decoupled; biases, norms and embeddings are excluded
+  config.optimizer.clip_norm = 1.0  # global gradient-norm clip (0 disables)
+
+  config.training = ml_collections.ConfigDict()
+  config.training.num_steps = steps  # optimizer steps in the whole run
+  config.training.log_every = 20  # steps between metric lines (the only host syncs)
+  config.training.eval_every = 200  # steps between held-out evaluations (and at the end)
+  config.training.checkpoint_every = 200  # steps between checkpoints (and at the end)
+  config.training.keep_checkpoints = 3  # most recent checkpoints kept on disk
+  config.training.seed = 0  # parameter init and training noise: fold_in(seed, step)
+
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.data = -1  # data-parallel axis size; -1 takes every device fsdp leaves
+  # Parameter/optimizer-state sharding axis; the batch is split over data x fsdp devices.
+  config.mesh.fsdp = fsdp
+  config.mesh.fsdp_min_size = 2 ** 18  # smaller arrays stay replicated on the fsdp axis
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.max_new_tokens = 16  # greedy answer tokens generated per held-out question
+  config.eval.num_samples = 3  # decoded held-out answers printed at each evaluation
+
+  if runlocal:
+    config.data.train_examples = 500
+    config.data.eval_examples = 64
+    config.data.global_batch = 16
+    config.data.eval_batch = 32
+    config.training.num_steps = 20
+    config.optimizer.warmup_steps = 2
+    config.training.log_every = 5
+    config.training.eval_every = 10
+    config.training.checkpoint_every = 10
+    config.mesh.fsdp = 1
+
+  config.lock()
+  return config

@@ -1,0 +1,170 @@
+"""Orbax checkpoints in `workdir/checkpoints`: save, resume, refuse what does not fit, preemption.
+
+Each step directory `checkpoints/<step>/` holds four items:
+  state     the TrainState (step, params, opt_state) as sharded arrays (OCDBT/Zarr)
+  config    the whole run config as JSON
+  metadata  what the model is: model config, parameter shapes, tokenizer (JSON)
+  data      the training iterator's position (JSON), so a resumed run reads the same batches
+
+Saves are asynchronous: the arrays are copied off the devices and written in the background while
+training goes on. Restoring reshards onto whatever mesh the restoring run has.
+"""
+
+import json
+import signal
+from typing import Any
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+ITEMS = ("state", "config", "metadata", "data")
+FORMAT_VERSION = 1
+
+
+class IncompatibleCheckpointError(ValueError):
+  """The workdir holds a checkpoint of a different model than the config describes."""
+
+
+def model_metadata(config: ml_collections.ConfigDict, abstract_params: Any,
+                   tokenizer_spec: str) -> dict[str, Any]:
+  """What a checkpoint must agree on to be restored into this model (JSON-able)."""
+  shapes = {jax.tree_util.keystr(path): [list(leaf.shape), str(leaf.dtype)]
+            for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_params)[0]}
+  return json.loads(json.dumps({
+      "format": FORMAT_VERSION,
+      "model": config.model.to_dict(),
+      "param_shapes": shapes,
+      "num_params": int(sum(np.prod(s) for s, _ in shapes.values())),
+      "tokenizer": tokenizer_spec,
+  }))
+
+
+def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for key, value in tree.items():
+      out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+  return {prefix: tree}
+
+
+def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """Human-readable `key: checkpoint X, config Y` lines for every field that differs."""
+  lines = []
+  for section in ("format", "tokenizer", "model", "param_shapes"):
+    prefix = "" if section == "param_shapes" else section
+    old, new = _flatten(saved.get(section), prefix), _flatten(current.get(section), prefix)
+    for key in sorted(set(old) | set(new)):
+      if old.get(key, "<absent>") != new.get(key, "<absent>"):
+        name = f"param {key}" if section == "param_shapes" else key
+        lines.append(f"{name}: checkpoint {old.get(key, '<absent>')!r}, "
+                     f"this config {new.get(key, '<absent>')!r}")
+  return lines
+
+
+class Checkpointer:
+  """Saves and restores training runs in `workdir/checkpoints` (every process calls it)."""
+
+  def __init__(self, workdir: str, keep: int):
+    self.directory = f"{workdir.rstrip('/')}/checkpoints"
+    self._manager = ocp.CheckpointManager(
+        self.directory, item_names=ITEMS,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             enable_async_checkpointing=True))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, config: ml_collections.ConfigDict,
+           metadata: dict[str, Any], data_state: dict[str, Any]) -> None:
+    """Starts an asynchronous save of everything needed to resume at `step`."""
+    self._manager.save(step, force=True, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        config=ocp.args.JsonSave(json.loads(config.to_json())),
+        metadata=ocp.args.JsonSave(metadata),
+        data=ocp.args.JsonSave(data_state)))
+
+  def metadata(self, step: int) -> dict[str, Any]:
+    restored = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+    return restored.metadata
+
+  def check_compatible(self, step: int, metadata: dict[str, Any]) -> None:
+    """Raises IncompatibleCheckpointError naming every field that differs."""
+    diff = differences(self.metadata(step), metadata)
+    if diff:
+      shown = "\n  ".join(diff[:20]) + ("\n  ..." if len(diff) > 20 else "")
+      raise IncompatibleCheckpointError(
+          f"The checkpoint at {self.directory}/{step} was written by a different model than "
+          f"this config describes ({len(diff)} difference(s)):\n  {shown}\n"
+          "Use a fresh --workdir, or the config the checkpoint was trained with (its "
+          "config item holds it).")
+
+  def restore(self, abstract_state: Any,
+              metadata: dict[str, Any]) -> tuple[Any, dict[str, Any], int] | None:
+    """(state, data_state, step) from the latest readable checkpoint, or None if there is none.
+
+    `abstract_state` gives shapes, dtypes and shardings (the target mesh). A checkpoint of another
+    model is an error; an unreadable (corrupt or partial) one is skipped for the one before it,
+    with a warning saying so.
+    """
+    steps = self.all_steps()
+    if not steps:
+      return None
+    self.check_compatible(steps[-1], metadata)
+    for step in reversed(steps):
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      except Exception as e:  # pylint: disable=broad-except  (any unreadable step falls back)
+        logging.warning("Checkpoint %s/%d is unreadable (%s: %s); trying the one before it",
+                        self.directory, step, type(e).__name__, e)
+        continue
+      logging.info("Restored step %d from %s", step, self.directory)
+      return restored.state, restored.data, step
+    raise RuntimeError(f"No readable checkpoint in {self.directory} (steps {steps})")
+
+  def wait(self) -> None:
+    """Blocks until pending saves are on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+class Preemption:
+  """Says when a preempted run should save and stop.
+
+  One process: a SIGTERM handler sets a flag that the loop reads after each step. Several
+  processes: JAX's preemption sync point, which agrees across hosts on the first step every host
+  can still reach (the JAX runtime itself catches SIGTERM there).
+  """
+
+  def __init__(self):
+    self._signalled = False
+    self._multihost = jax.process_count() > 1
+    self._previous = None
+    if not self._multihost:
+      self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+  def _on_sigterm(self, signum, frame) -> None:
+    del signum, frame
+    logging.warning("SIGTERM received: saving a checkpoint after this step, then stopping")
+    self._signalled = True
+
+  def reached(self, step: int) -> bool:
+    if self._multihost:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._signalled
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None

@@ -1,0 +1,138 @@
+"""Hosts, devices, the mesh and shardings: data parallel over every device of every host.
+
+The mesh has two axes, `data` x `fsdp`. The batch is split over both (every device gets its own
+examples); parameters and optimizer state are replicated over `data` and, when `fsdp` > 1,
+split over `fsdp` (for presets too large to replicate).
+
+Both axes are `AxisType.Auto`, chosen on purpose: the model is written without sharding
+annotations (modules never know the hardware), so the compiler propagates the shardings of the
+jit's inputs and outputs through it. `Explicit` axes would make sharding part of every array's
+type and require the model's reshapes and gathers (lines -> B*E sequences, top-k of lines,
+take_along_axis) to state their output shardings.
+"""
+
+import os
+import threading
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+DATA = "data"
+FSDP = "fsdp"
+BATCH_AXES = (DATA, FSDP)
+
+
+def _cluster_environment() -> str | None:
+  """Names the multi-host launcher whose environment jax.distributed can read by itself."""
+  env = os.environ
+  if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in env:
+    return "SLURM"
+  if "," in env.get("TPU_WORKER_HOSTNAMES", ""):
+    return "Cloud TPU pod"
+  if int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
+    return "Open MPI"
+  return None
+
+
+def initialize_distributed(coordinator_address: str = "", num_processes: int = 1,
+                           process_id: int = 0, timeout_s: int = 300) -> None:
+  """Joins a multi-host run, or does nothing for a single process.
+
+  With a coordinator address the flags say who is who; on SLURM, Cloud TPU pods and Open MPI
+  jax.distributed reads it from the environment. If not every process has joined within
+  `timeout_s`, this process prints which run it waited for and exits with status 1, instead of
+  hanging or dying inside the runtime with a bare RPC deadline.
+  """
+  cluster = _cluster_environment()
+  if not coordinator_address and cluster is None:
+    if num_processes != 1:
+      raise ValueError(f"--num_processes={num_processes} needs --coordinator_address")
+    return
+  where = (f"coordinator {coordinator_address} as process {process_id} of {num_processes}"
+           if coordinator_address else f"the {cluster} job (addresses from its environment)")
+  logging.info("Joining the multi-host run at %s (timeout %ds)", where, timeout_s)
+
+  def give_up():
+    message = (f"ERROR: not every process joined the multi-host run at {where} within "
+               f"{timeout_s}s; check that all processes were started with the same "
+               "coordinator address and process count, and that the coordinator is reachable.")
+    print(message, flush=True)
+    logging.error(message)
+    os._exit(1)  # The runtime is blocked in C++; only a hard exit ends the wait.
+
+  watchdog = threading.Timer(timeout_s, give_up)
+  watchdog.daemon = True
+  watchdog.start()
+  try:
+    # The runtime's own deadline is a backstop past ours, so our message is the one seen.
+    if coordinator_address:
+      jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                                 initialization_timeout=timeout_s + 30)
+    else:
+      jax.distributed.initialize(initialization_timeout=timeout_s + 30)
+  finally:
+    watchdog.cancel()
+  logging.info("Process %d of %d, %d local of %d devices", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def make_mesh(cfg: ml_collections.ConfigDict,
+              devices: list[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """The `data` x `fsdp` mesh over `devices` (default: every device of every host)."""
+  devices = jax.devices() if devices is None else list(devices)
+  n = len(devices)
+  if cfg.fsdp < 1 or n % cfg.fsdp:
+    raise ValueError(f"config mesh.fsdp={cfg.fsdp} must be >= 1 and divide the {n} devices")
+  data = n // cfg.fsdp if cfg.data == -1 else cfg.data
+  if data < 1 or data * cfg.fsdp != n:
+    raise ValueError(f"config mesh.data={cfg.data} x mesh.fsdp={cfg.fsdp} must equal the {n} "
+                     "devices (mesh.data=-1 takes all that fsdp leaves)")
+  return jax.make_mesh((data, cfg.fsdp), (DATA, FSDP),
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2, devices=devices)
+
+
+def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+  """Leading (batch) dimension split over every device."""
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(BATCH_AXES))
+
+
+def check_global_batch(global_batch: int, mesh: jax.sharding.Mesh, name: str) -> None:
+  """A global batch must split evenly over the devices and over the hosts."""
+  devices, hosts = mesh.devices.size, jax.process_count()
+  if global_batch % devices or global_batch % hosts:
+    raise ValueError(
+        f"config {name}={global_batch} does not divide over the {devices} devices of "
+        f"{hosts} host(s); use a multiple of {np.lcm(devices, hosts)}")
+
+
+def state_shardings(abstract_state, mesh: jax.sharding.Mesh, min_size: int):
+  """Replicated leaves, except that large arrays are split over `fsdp` along their largest
+  dimension that divides evenly (ZeRO-3 style); optimizer moments follow their parameters
+  because the rule depends only on the shape."""
+  fsdp = mesh.shape[FSDP]
+
+  def rule(leaf):
+    spec = [None] * leaf.ndim
+    if fsdp > 1 and leaf.size >= min_size:
+      for dim in sorted(range(leaf.ndim), key=lambda d: -leaf.shape[d]):
+        if leaf.shape[dim] % fsdp == 0:
+          spec[dim] = FSDP
+          break
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
+
+  return jax.tree.map(rule, abstract_state)
+
+
+def global_batch(local_batch: dict[str, np.ndarray],
+                 mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  """One global array per key from every host's own rows (no host sees the others' data)."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in local_batch.items()}
+
