@@ -10,7 +10,7 @@ facts and filler together (see tokens.py). Every line stays at most `max_line_ch
 import dataclasses
 import itertools
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
 from memreasoner_jax.tasks import tokens
 from memreasoner_jax.tasks.distractors import SentenceSource
@@ -72,14 +72,19 @@ def insert_facts(example: Example, filler: Sequence[str], rng: random.Random) ->
 def make_haystack(example: Example, length: str, source: SentenceSource, rng: random.Random,
                   count: tokens.TokenCounter = tokens.estimate_tokens,
                   min_sentence_tokens: int = MIN_SENTENCE_TOKENS,
-                  max_line_chars: int = MAX_LINE_CHARS) -> Example:
-  """`example` padded with filler to a BABILong length ('0k' returns it unchanged)."""
+                  max_line_chars: int = MAX_LINE_CHARS,
+                  transform: Callable[[Example], Example] | None = None) -> Example:
+  """`example` padded with filler to a BABILong length ('0k' returns it unchanged).
+
+  `transform` rewrites the example after the filler is sized and drawn, so that e.g. a renamed
+  split has exactly the plain split's haystack with only the story's words changed.
+  """
   budget = tokens.context_budget(length)
-  if budget is None:
-    return example
-  filler = sample_filler(source, budget - tokens.context_tokens(example.context, count), rng,
-                         count, min_sentence_tokens, max_line_chars)
-  return insert_facts(example, filler, rng)
+  if budget is not None:
+    filler = sample_filler(source, budget - tokens.context_tokens(example.context, count), rng,
+                           count, min_sentence_tokens, max_line_chars)
+  example = transform(example) if transform else example
+  return example if budget is None else insert_facts(example, filler, rng)
 
 
 def add_filler(example: Example, num_sentences: int, source: SentenceSource,
