@@ -35,7 +35,7 @@ class Question:
 Line = Statement | Question
 Story = tuple[Line, ...]
 
-_STATEMENT_RE = re.compile(r"(\d+) ([^\t]*[^\t ])")
+_STATEMENT_RE = re.compile(r"(\d+) ([^\t]*[^\t ][^\t]*)")  # may end in spaces (RULER's lines)
 _QUESTION_RE = re.compile(r"(\d+) ([^\t]*?[^\t ])( *)\t([^\t]*)(?:\t((?:\d+(?: \d+)*)?))?")
 
 
@@ -85,9 +85,10 @@ def read_babi(path: str | os.PathLike) -> list[Story]:
 
 def format_line(line: Line) -> str:
   """One line of the file, without its newline; text that cannot round-trip raises ValueError."""
-  if not _STATEMENT_RE.fullmatch(f"1 {line.text}"):
-    raise ValueError(f"line {line.id}: text must be one non-empty line without tabs or trailing "
-                     f"spaces: {line.text!r}")
+  if (not line.text.strip() or "\t" in line.text or "\n" in line.text
+      or isinstance(line, Question) and line.text.endswith(" ")):
+    raise ValueError(f"line {line.id}: text must be one non-empty line without tabs (and a "
+                     f"question without trailing spaces): {line.text!r}")
   if isinstance(line, Statement):
     return f"{line.id} {line.text}"
   out = f"{line.id} {line.text}{line.pad}\t{line.answer}"
