@@ -17,6 +17,7 @@ from absl import flags
 import numpy as np
 import tensorflow_datasets as tfds
 
+from memreasoner_jax.data import lines
 from memreasoner_jax.tasks.example import Example
 
 NAME = "memreasoner_tasks"
@@ -33,6 +34,9 @@ class TaskConfig(tfds.core.BuilderConfig):
   renamed: bool = False  # Answer words replaced by words never seen in training.
   splits: tuple[tuple[str, int], ...] = (("train", 10000), ("test", 1000))
   seed: int = 0
+  # Distractor lines longer than this many UTF-8 bytes are split at spaces (lines.py), so any
+  # tokenizer fits every line in line_tokens = max_line_bytes + 2; 0 keeps lines whole.
+  max_line_bytes: int = 254
 
 
 def task_config(task: str, length_k: int, renamed: bool = False, **kwargs) -> TaskConfig:
@@ -72,6 +76,9 @@ class MemreasonerTasks(tfds.core.GeneratorBasedBuilder):
     self.info.metadata["num_lines"] = {}
     for split, num in self.builder_config.splits:
       examples = self._examples(split, num)
+      if self.builder_config.max_line_bytes:
+        examples = [lines.split_long_lines(ex, self.builder_config.max_line_bytes)
+                    for ex in examples]
       self.info.metadata["num_lines"][split] = [len(ex.context) for ex in examples]
       splits[split] = self._generate_examples(examples)
     return splits
