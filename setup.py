@@ -17,6 +17,7 @@ setuptools.setup(
         "orbax-checkpoint>=0.11",
         "tensorflow-datasets>=4.9.7",
         "array-record>=0.5",  # ArrayRecord files TFDS writes and reads without TensorFlow.
+        "importlib-resources>=6",  # etils.epath needs it when TFDS locates a builder's code.
         "tokenizers>=0.15",  # Hugging Face tokenizer.json / vocab files for pretrained models.
         "ml-collections>=1.0",
         "chex>=0.1.89",

@@ -75,7 +75,7 @@ class MemreasonerTasks(tfds.core.GeneratorBasedBuilder):
     splits = {}
     self.info.metadata["num_lines"] = {}
     for split, num in self.builder_config.splits:
-      examples = self._examples(split, num)
+      examples = self.generate_split(split, num)
       if self.builder_config.max_line_bytes:
         examples = [lines.split_long_lines(ex, self.builder_config.max_line_bytes)
                     for ex in examples]
@@ -92,7 +92,7 @@ class MemreasonerTasks(tfds.core.GeneratorBasedBuilder):
                        "answer": ex.answer, "support": list(ex.support), "task": ex.task,
                        "index": ex.index}
 
-  def _examples(self, split: str, num: int) -> list[Example]:
+  def generate_split(self, split: str, num: int) -> list[Example]:
     """Generates one split in-process with the task generators."""
     from memreasoner_jax import tasks  # pylint: disable=g-import-not-at-top  (heavy, lazy)
     config = self.builder_config
