@@ -124,7 +124,7 @@ class Batcher:
         np.cumsum(lines_per_example) - lines_per_example, lines_per_example)
     rows = np.repeat(np.arange(batch_size), lines_per_example) * num_lines + line_ids
     context_NxT = self._pack(enc, all_lines, (batch_size * num_lines, self.shape.line_tokens),
-                               rows, lambda j: _line_name(examples, j))
+                             rows, lambda j: _line_name(examples, j))
     line_mask_BxE = np.arange(num_lines)[None, :] < lines_per_example[:, None]
 
     query_BxQ = self._pack(enc, [ex.question for ex in examples],
