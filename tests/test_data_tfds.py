@@ -23,7 +23,7 @@ _SCRIPT = textwrap.dedent("""
     tfds_builder.MemreasonerTasks.generate_split = generate_split
     config = tfds_builder.TaskConfig(name="tiny", splits=(("train", 13), ("test", 5)))
     builder = tfds_builder.build(config, sys.argv[1])
-    train = tfds_builder.TfdsSource(builder, "train")
+    train = tfds_builder.load(config, "train", sys.argv[1], build_if_missing=False)
     again = tfds_builder.load_directory(builder.data_dir, "test")
     expected = data_fixtures.qa1_examples(13, max_lines=7)
     batcher = batching.Batcher(batching.BatchShape(40, 24, 40, line_buckets=(4, 8)),
