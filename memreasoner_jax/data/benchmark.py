@@ -1,6 +1,6 @@
 """Input-pipeline throughput: generation, ArrayRecord building, reading and batching per length.
 
-  python -m memreasoner_jax.data.benchmark --lengths=0,4,16,128 --num=32 --out=pipeline.json
+  python -m memreasoner_jax.data.benchmark --lengths=0k,4k,16k,128k --num=32 --out=pipeline.json
 
 Prints one row per haystack length and writes the figures as JSON. Never fails on speed: the
 numbers are for BUILD_NOTES and for checking the pipeline outpaces the train step (DESIGN 6).
@@ -26,9 +26,9 @@ from memreasoner_jax.data import tfds_builder
 from memreasoner_jax.data import tokenizers
 
 _TASK = flags.DEFINE_string("task", "qa1", "Task to generate.")
-_LENGTHS = flags.DEFINE_list("lengths", ["0", "4", "16", "128"], "Haystack lengths in k tokens.")
+_LENGTHS = flags.DEFINE_list("lengths", ["0k", "4k", "16k", "128k"], "Haystack lengths.")
 _NUM = flags.DEFINE_integer("num", 32, "Examples per length.")
-_BATCH = flags.DEFINE_integer("batch_size", 8, "Examples per batch.")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per batch (and per read).")
 _TOKENIZER = flags.DEFINE_string("tokenizer", "byte", "Encoder/decoder tokenizer spec.")
 _OUT = flags.DEFINE_string("out", None, "Where to write the JSON results.")
 
@@ -39,10 +39,10 @@ def _timed(fn: Callable[[], object]) -> tuple[object, float]:
   return result, time.perf_counter() - start
 
 
-def measure(task: str, length_k: int, num: int, batch_size: int,
+def measure(task: str, length: str, num: int, batch_size: int,
             tokenizer: tokenizers.Tokenizer, data_dir: str) -> dict[str, float]:
   """Rates for one length: generate, build ArrayRecord, read it back, read + batch."""
-  config = tfds_builder.task_config(task, length_k, splits=(("test", num),))
+  config = tfds_builder.task_config(task, length, splits=(("test", num),))
   config = dataclasses.replace(config, name=f"bench_{config.name}_{num}")
   builder = tfds_builder.MemreasonerTasks(data_dir=data_dir, config=config,
                                           file_format="array_record")
@@ -63,7 +63,7 @@ def measure(task: str, length_k: int, num: int, batch_size: int,
                     * b["example_weight_B"]).sum()) for b in batches)
   chars = sum(len(line) for ex in examples for line in ex.context)
   return {
-      "length_k": length_k, "examples": num, "lines_per_example": float(np.mean(
+      "length": length, "examples": num, "lines_per_example": float(np.mean(
           [len(ex.context) for ex in examples])), "chars_per_example": chars / num,
       "tokens_per_example": tokens / num,
       "generate_examples_per_s": num / generate_s, "generate_tokens_per_s": tokens / generate_s,
@@ -81,9 +81,9 @@ def main(argv: Sequence[str]) -> None:
   results = []
   with tempfile.TemporaryDirectory() as data_dir:
     for length in _LENGTHS.value:
-      row = measure(_TASK.value, int(length), _NUM.value, _BATCH.value, tokenizer, data_dir)
+      row = measure(_TASK.value, length, _NUM.value, _BATCH.value, tokenizer, data_dir)
       results.append(row)
-      print(f"{row['length_k']:>4}k  lines/ex {row['lines_per_example']:8.1f}  "
+      print(f"{row['length']:>5}  lines/ex {row['lines_per_example']:8.1f}  "
             f"tokens/ex {row['tokens_per_example']:10.0f} | generate {row['generate_examples_per_s']:9.1f} ex/s "
             f"{row['generate_tokens_per_s']:12.0f} tok/s | build {row['build_examples_per_s']:8.1f} ex/s | "
             f"read {row['read_examples_per_s']:9.1f} ex/s | read+batch "
