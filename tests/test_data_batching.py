@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from memreasoner_jax.data import batching
+from memreasoner_jax.data import lines
 from memreasoner_jax.data import tokenizers
 from memreasoner_jax.tasks.example import Example
 from tests import data_fixtures
@@ -104,3 +105,16 @@ def test_encoder_without_pad_is_rejected():
     pad_id = 2
   with pytest.raises(ValueError, match="no PAD distinct"):
     batching.Batcher(SHAPE, NoPad())
+
+
+def test_split_long_lines_moves_support_and_fits():
+  ex = Example(("A fact.", "word " * 30 + "x" * 25, "Mary went to the garden.", "Ü" * 20),
+               "Where is Mary?", "garden", (2, 0), "qa1", 4)
+  split = lines.split_long_lines(ex, 30)
+  assert all(len(line.encode()) <= 30 for line in split.context)
+  assert " ".join(split.context[1:-3]) == ex.context[1].strip()
+  assert split.context[split.support[0]] == ex.context[2] and split.support[1] == 0
+  assert "".join(split.context[-2:]) == "Ü" * 20
+  assert lines.split_long_lines(ex, 1000) is ex
+  with pytest.raises(ValueError, match=r"Supporting line 2 of example qa1\[4\]"):
+    lines.split_long_lines(ex, 10)

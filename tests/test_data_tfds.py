@@ -14,18 +14,16 @@ _SCRIPT = textwrap.dedent("""
     from memreasoner_jax.data import batching, pipeline, tfds_builder, tokenizers
     from tests import data_fixtures
 
-    class TinyTasks(tfds_builder.MemreasonerTasks):
-      BUILDER_CONFIGS = [tfds_builder.TaskConfig(name="tiny", splits=(("train", 13), ("test", 5)))]
+    def generate_split(self, split, num):  # Stands in for the task generators.
+      if split == "train":
+        return data_fixtures.qa1_examples(num, max_lines=7)
+      return [data_fixtures.QA2_STORY.__class__(**{**data_fixtures.QA2_STORY.__dict__,
+                                                    "index": i}) for i in range(num)]
 
-      def _examples(self, split, num):
-        if split == "train":
-          return data_fixtures.qa1_examples(num, max_lines=7)
-        return [data_fixtures.QA2_STORY.__class__(**{**data_fixtures.QA2_STORY.__dict__,
-                                                      "index": i}) for i in range(num)]
-
-    builder = TinyTasks(data_dir=sys.argv[1], file_format="array_record")
-    builder.download_and_prepare()
-    train = tfds_builder.TfdsSource(builder, "train")
+    tfds_builder.MemreasonerTasks.generate_split = generate_split
+    config = tfds_builder.TaskConfig(name="tiny", splits=(("train", 13), ("test", 5)))
+    builder = tfds_builder.build(config, sys.argv[1])
+    train = tfds_builder.load(config, "train", sys.argv[1], build_if_missing=False)
     again = tfds_builder.load_directory(builder.data_dir, "test")
     expected = data_fixtures.qa1_examples(13, max_lines=7)
     batcher = batching.Batcher(batching.BatchShape(40, 24, 40, line_buckets=(4, 8)),
@@ -56,5 +54,5 @@ def test_build_and_read_back_without_tensorflow(tmp_path):
                     "unicode": "Über café naïve.", "batch": result["batch"],
                     "tensorflow_loaded": False}
   assert result["batch"] in ([2, 4, 40], [2, 8, 40])  # Host 1's half of a global batch of 4.
-  assert any(f.startswith("tiny_tasks-train.array_record")
-             for f in os.listdir(tmp_path / "tiny_tasks" / "tiny" / "1.0.0"))
+  assert any(f.startswith("memreasoner_tasks-train.array_record")
+             for f in os.listdir(tmp_path / "memreasoner_tasks" / "tiny" / "1.0.0"))

@@ -120,15 +120,15 @@ class Batcher:
 
     enc, dec = self.encoder_tokenizer, self.decoder_tokenizer
     all_lines = [line for ex in examples for line in ex.context]
-    context = self._pack(enc, all_lines, self.shape.line_tokens, lambda j: _line_name(examples, j))
     line_ids = np.arange(len(all_lines)) - np.repeat(
         np.cumsum(lines_per_example) - lines_per_example, lines_per_example)
     rows = np.repeat(np.arange(batch_size), lines_per_example) * num_lines + line_ids
-    context_BxExT = np.full((batch_size * num_lines, self.shape.line_tokens), enc.pad_id, np.int32)
-    context_BxExT[rows] = context
+    context_NxT = self._pack(enc, all_lines, (batch_size * num_lines, self.shape.line_tokens),
+                             rows, lambda j: _line_name(examples, j))
     line_mask_BxE = np.arange(num_lines)[None, :] < lines_per_example[:, None]
 
-    query_BxQ = self._pack(enc, [ex.question for ex in examples], self.shape.query_tokens,
+    query_BxQ = self._pack(enc, [ex.question for ex in examples],
+                           (batch_size, self.shape.query_tokens), np.arange(batch_size),
                            lambda b: f"question of example {_name(examples[b])}")
     answer_BxA, answer_mask_BxA, prompt_len_B = self._answers(dec, examples)
 
@@ -136,7 +136,7 @@ class Batcher:
       example_weight_B = np.ones(batch_size, np.float32)
     index_B = np.array([ex.index for ex in examples], np.int64)
     return {
-        "context_BxExT": context_BxExT.reshape(batch_size, num_lines, -1),
+        "context_BxExT": context_NxT.reshape(batch_size, num_lines, -1),
         "line_mask_BxE": line_mask_BxE,
         "query_BxQ": query_BxQ,
         "answer_BxA": answer_BxA,
@@ -147,8 +147,10 @@ class Batcher:
         "example_weight_B": np.asarray(example_weight_B, np.float32),
     }
 
-  def _pack(self, tok, texts: list[str], width: int, name_of) -> np.ndarray:
-    """[BOS] + tokens + [EOS] per text, PAD-padded to `width`: one scatter for all texts."""
+  def _pack(self, tok, texts: list[str], out_shape: tuple[int, int], rows: np.ndarray,
+            name_of) -> np.ndarray:
+    """[BOS] + tokens + [EOS] of text j in row rows[j] of a PAD array: one scatter for all."""
+    width = out_shape[1]
     flat, lengths = tok.encode_ragged(texts)
     too_long = np.flatnonzero(lengths > width - 2)
     if too_long.size:
@@ -156,10 +158,10 @@ class Batcher:
       raise ValueError(
           f"{name_of(j)} has {lengths[j]} tokens, more than the {width - 2} that fit "
           f"({len(too_long)} text(s) too long in this batch): {texts[j][:80]!r}")
-    out = np.full((len(texts), width), tok.pad_id, np.int32)
-    out[:, 0] = tok.bos_id
-    _scatter(out, flat, lengths, np.ones_like(lengths))
-    out[np.arange(len(texts)), 1 + lengths] = tok.eos_id
+    out = np.full(out_shape, tok.pad_id, np.int32)
+    out[rows, 0] = tok.bos_id
+    _scatter(out, flat, lengths, rows, np.ones_like(lengths))
+    out[rows, 1 + lengths] = tok.eos_id
     return out
 
   def _answers(self, tok, examples: Sequence[Example]):
@@ -177,8 +179,9 @@ class Batcher:
     batch_size = len(examples)
     out = np.full((batch_size, width), tok.pad_id, np.int32)
     out[:, 0] = tok.bos_id
-    _scatter(out, prompt_flat, prompt_len, np.ones_like(prompt_len))
-    _scatter(out, answer_flat, answer_len, 1 + prompt_len)
+    rows = np.arange(batch_size)
+    _scatter(out, prompt_flat, prompt_len, rows, np.ones_like(prompt_len))
+    _scatter(out, answer_flat, answer_len, rows, 1 + prompt_len)
     out[np.arange(batch_size), total - 1] = tok.eos_id
     positions = np.arange(width)[None, :]
     answer_mask = (positions >= (1 + prompt_len)[:, None]) & (positions < total[:, None])
@@ -197,12 +200,15 @@ class Batcher:
     return support_BxS
 
 
-def _scatter(out_NxW: np.ndarray, flat: np.ndarray, lengths_N: np.ndarray,
-             start_N: np.ndarray) -> None:
-  """Writes the ragged texts `flat` (lengths_N tokens each) into rows at columns from start_N."""
-  row = np.repeat(np.arange(len(lengths_N)), lengths_N)
-  offsets = np.cumsum(lengths_N) - lengths_N
-  out_NxW[row, np.repeat(start_N - offsets, lengths_N) + np.arange(flat.size)] = flat
+def _scatter(out_NxW: np.ndarray, flat: np.ndarray, lengths: np.ndarray, rows: np.ndarray,
+             starts: np.ndarray) -> None:
+  """Writes ragged texts (`flat`, `lengths` tokens each) into `rows` from columns `starts`.
+
+  One flat index per token (row * W + column) keeps this a single numpy scatter.
+  """
+  offsets = np.cumsum(lengths) - lengths
+  first = rows * out_NxW.shape[1] + starts - offsets
+  out_NxW.reshape(-1)[np.repeat(first, lengths) + np.arange(flat.size)] = flat
 
 
 def _name(ex: Example) -> str:

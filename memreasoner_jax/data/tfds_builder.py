@@ -1,7 +1,7 @@
 """A TFDS dataset of generated task Examples, stored as ArrayRecord and read without TensorFlow.
 
 Configs are task x haystack length (x answer-renamed), e.g. `qa1_0k`, `qa2_4k`,
-`qa1_16k_renamed`. Records keep generation order (shuffling is the input pipeline's job, seeded per
+`vt1_16k_renamed`; the Examples come from `tasks.registry.generate`. Records keep generation order (shuffling is the input pipeline's job, seeded per
 epoch), so record i is the Example with index i. The lines per example are stored in the dataset
 metadata, so every host can pick a global batch's line bucket without reading other hosts' records.
 
@@ -17,11 +17,14 @@ from absl import flags
 import numpy as np
 import tensorflow_datasets as tfds
 
+from memreasoner_jax.data import lines
+from memreasoner_jax.tasks import haystack
+from memreasoner_jax.tasks import registry
 from memreasoner_jax.tasks.example import Example
 
 NAME = "memreasoner_tasks"
-TASKS = ("qa1", "qa2")
-LENGTHS_K = (0, 1, 2, 4, 8, 16, 32, 64, 128)
+TASKS = ("qa1", "qa2", "vt1", "vt2")
+LENGTHS = ("0k", "1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k")
 
 
 @dataclasses.dataclass
@@ -29,20 +32,23 @@ class TaskConfig(tfds.core.BuilderConfig):
   """One generated dataset: which task, how long a haystack, which split sizes and seed."""
 
   task: str = "qa1"
-  length: int = 0  # Nominal haystack length in GPT-2-comparable tokens (4k = 4000); 0 = facts only.
+  length: str = "0k"  # BABILong length name ("0k": facts only); see tasks/tokens.py.
   renamed: bool = False  # Answer words replaced by words never seen in training.
   splits: tuple[tuple[str, int], ...] = (("train", 10000), ("test", 1000))
   seed: int = 0
+  # Distractor lines longer than this many UTF-8 bytes are split at spaces (lines.py), so any
+  # tokenizer fits every line in line_tokens = max_line_bytes + 2; 0 keeps lines whole.
+  max_line_bytes: int = 254
 
 
-def task_config(task: str, length_k: int, renamed: bool = False, **kwargs) -> TaskConfig:
-  """The standard config: training stories only without filler (the paper's setting)."""
-  name = f"{task}_{length_k}k" + ("_renamed" if renamed else "")
-  splits = (("train", 10000), ("test", 1000)) if length_k == 0 and not renamed else (
+def task_config(task: str, length: str, renamed: bool = False, **kwargs) -> TaskConfig:
+  """The standard config: a train split only for short stories (the paper trains on those)."""
+  name = f"{task}_{length}" + ("_renamed" if renamed else "")
+  splits = (("train", 10000), ("test", 1000)) if length == "0k" and not renamed else (
       ("test", 1000),)
   kwargs = {"splits": splits, **kwargs}
-  return TaskConfig(name=name, task=task, length=1000 * length_k, renamed=renamed,
-                    description=f"{task}, {length_k}k-token haystack"
+  return TaskConfig(name=name, task=task, length=length, renamed=renamed,
+                    description=f"{task}, {length} haystack"
                     + (", answers renamed" if renamed else ""), **kwargs)
 
 
@@ -51,7 +57,7 @@ class MemreasonerTasks(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
-  BUILDER_CONFIGS = [task_config(task, k, renamed) for task in TASKS for k in LENGTHS_K
+  BUILDER_CONFIGS = [task_config(task, length, renamed) for task in TASKS for length in LENGTHS
                      for renamed in (False, True)]
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -71,7 +77,10 @@ class MemreasonerTasks(tfds.core.GeneratorBasedBuilder):
     splits = {}
     self.info.metadata["num_lines"] = {}
     for split, num in self.builder_config.splits:
-      examples = self._examples(split, num)
+      examples = self.generate_split(split, num)
+      if self.builder_config.max_line_bytes:
+        examples = [lines.split_long_lines(ex, self.builder_config.max_line_bytes)
+                    for ex in examples]
       self.info.metadata["num_lines"][split] = [len(ex.context) for ex in examples]
       splits[split] = self._generate_examples(examples)
     return splits
@@ -85,12 +94,12 @@ class MemreasonerTasks(tfds.core.GeneratorBasedBuilder):
                        "answer": ex.answer, "support": list(ex.support), "task": ex.task,
                        "index": ex.index}
 
-  def _examples(self, split: str, num: int) -> list[Example]:
+  def generate_split(self, split: str, num: int) -> list[Example]:
     """Generates one split in-process with the task generators."""
-    from memreasoner_jax import tasks  # pylint: disable=g-import-not-at-top  (heavy, lazy)
     config = self.builder_config
-    return tasks.generate(config.task, split, num, seed=config.seed, length=config.length,
-                          rename_answers=config.renamed)
+    return registry.generate(config.task, split, num, seed=config.seed, length=config.length,
+                             rename_answers=config.renamed,
+                             max_line_chars=config.max_line_bytes or haystack.MAX_LINE_CHARS)
 
 
 class TfdsSource:
