@@ -49,6 +49,7 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   tasks, preset, runlocal = _parse(arg)
   batch, steps, lr, dtype, fsdp = _PRESET_TRAINING[preset]
   two_hop = any(t in TWO_HOP_TASKS for t in tasks)
+  vt = any(t.startswith("vt") for t in tasks)
   config = ml_collections.ConfigDict()
   config.arg = arg  # the argument this config was built from (recorded with every checkpoint)
 
@@ -71,9 +72,16 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   config.data.eval_batch = 2 * batch  # examples per evaluation step over all hosts
   config.data.line_bucket = 16  # E buckets are line_bucket * 2^i: few shapes, few compiles
   config.data.max_lines = 128  # longest context in lines; a longer one is an error, not cut
-  config.data.line_tokens = 48  # T: tokens per line, BOS and EOS included
-  config.data.query_tokens = 32  # Q: tokens per question, BOS and EOS included
-  config.data.answer_tokens = 48  # A: BOS + question + " " + answer + EOS
+  config.data.line_tokens = 48  # T: tokens per line, BOS and EOS included (longer lines split)
+  # Q: tokens per question and A: BOS + question + " " + answer + EOS (variable tracking asks
+  # long questions and answers several names).
+  config.data.query_tokens = 80 if vt else 32
+  config.data.answer_tokens = 104 if vt else 48
+  config.data.supports = 3  # S: supporting-fact slots (vt2 chains have three)
+  # Training stories get 0..train_filler_max filler sentences at random gaps, from a text the
+  # evaluation filler never uses (0: clean stories, as the paper trains).
+  config.data.train_filler_max = 0
+  config.data.eval_length = "0k"  # held-out haystack length: 0k (clean) or 1k..128k tokens
   config.data.tokenizer = "byte"  # "byte", or a Hugging Face tokenizer file or directory
   config.data.prefetch = 2  # batches built ahead in a background thread
 
@@ -103,7 +111,8 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   config.mesh.fsdp_min_size = 2 ** 18  # smaller arrays stay replicated on the fsdp axis
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.max_new_tokens = 16  # greedy answer tokens generated per held-out question
+  # Greedy answer tokens generated per held-out question (A + this must fit decoder.max_len).
+  config.eval.max_new_tokens = 24 if vt else 16
   config.eval.num_samples = 3  # decoded held-out answers printed at each evaluation
 
   if runlocal:

@@ -136,3 +136,34 @@ def read_jsonl(path: str) -> list[dict[str, float]]:
   """The records of a metrics.jsonl file, in order."""
   with open(path, encoding="utf-8") as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+class Throughput:
+  """Steps, examples and tokens per second since the last report, and the ETA.
+
+  Time spent in `pause()` (evaluations, the first step's compilation) is left out, so the rates
+  describe training alone.
+  """
+
+  def __init__(self, step: int, num_steps: int, global_batch: int, num_hosts: int):
+    self._num_steps, self._global_batch, self._num_hosts = num_steps, global_batch, num_hosts
+    self.restart(step)
+
+  def restart(self, step: int) -> None:
+    self._step, self._start, self._tokens = step, time.time(), 0
+
+  def add_tokens(self, local_tokens: int) -> None:
+    self._tokens += local_tokens * self._num_hosts
+
+  def pause_until_now(self, paused_since: float) -> None:
+    self._start += time.time() - paused_since
+
+  def report(self, step: int) -> dict[str, float]:
+    seconds = max(time.time() - self._start, 1e-9)
+    steps_per_s = (step - self._step) / seconds
+    out = {"perf/steps_per_sec": steps_per_s,
+           "perf/examples_per_sec": steps_per_s * self._global_batch,
+           "perf/tokens_per_sec": self._tokens / seconds,
+           "perf/eta_sec": (self._num_steps - step) / max(steps_per_s, 1e-9)}
+    self.restart(step)
+    return out

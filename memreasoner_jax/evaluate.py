@@ -1,0 +1,96 @@
+"""Held-out evaluation: losses without noise, and greedy answers scored as text.
+
+Each host decodes the answers of its own rows and scores them with the task's metric (BABILong's
+label match for bAbI, RULER's string_match_all for variable tracking, and exact match for all);
+the per-host sums are added over hosts once per evaluation.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from memreasoner_jax import losses
+from memreasoner_jax import model as model_lib
+from memreasoner_jax import parallel
+from memreasoner_jax.data import batching
+from memreasoner_jax.data import pipeline
+from memreasoner_jax.data import tokenizers
+from memreasoner_jax.tasks import metrics as task_metrics
+from memreasoner_jax.tasks import rename
+from memreasoner_jax.tasks.example import Example
+
+EvalStep = Callable[[Any, dict[str, jax.Array]], tuple[dict[str, jax.Array], jax.Array]]
+
+
+def make_eval_step(model: model_lib.MemReasoner, loss_cfg: ml_collections.ConfigDict,
+                   max_new_tokens: int, mesh: jax.sharding.Mesh,
+                   params_sharding: Any) -> EvalStep:
+  """jit((params, batch) -> (example-weighted metric sums, greedy tokens_BxN))."""
+
+  def eval_step(params, batch):
+    _, metrics = losses.loss_fn(model, params, batch, None, 0, loss_cfg)
+    weight_B = batch["example_weight_B"]
+    count = jnp.sum(weight_B)
+    sums = {f"{k}_sum": v * count for k, v in metrics.items()}
+    tokens_BxN, _ = model.generate(params, batch, max_new_tokens)
+    return {"count": count, **sums}, tokens_BxN
+
+  return jax.jit(eval_step,
+                 in_shardings=(params_sharding, parallel.batch_sharding(mesh)),
+                 out_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)))
+
+
+def score(task: str, output: str, target: str, question: str) -> dict[str, float]:
+  """The task's metrics for one answer, 0..1."""
+  scores = {"exact_match": float(task_metrics.exact_match(output, target))}
+  if task.startswith("vt"):
+    scores["ruler"] = task_metrics.string_match_all(output, target.split())
+  else:
+    scores["babilong"] = float(task_metrics.compare_answers(
+        output, target, question, rename.answer_labels(task)))
+  return scores
+
+
+def _texts(tok: tokenizers.Tokenizer, batch: batching.Batch, tokens_BxN: np.ndarray):
+  """(output, target, question) strings of each row of this host's batch."""
+  for b in range(tokens_BxN.shape[0]):
+    target = batch["answer_BxA"][b][batch["answer_mask_BxA"][b]]
+    yield tok.decode(tokens_BxN[b]), tok.decode(target), tok.decode(batch["query_BxQ"][b])
+
+
+def evaluate(eval_step: EvalStep, params: Any, task: str, examples: list[Example],
+             batcher: batching.Batcher, global_batch: int, mesh: jax.sharding.Mesh,
+             num_samples: int = 0) -> dict[str, float]:
+  """Mean losses and answer scores (in %) over one held-out split, on every host alike."""
+  tok = batcher.decoder_tokenizer
+  sums: dict[str, float] = {}
+  host_scores = dict.fromkeys(score(task, "", "", ""), 0.0)
+  samples = []
+  for local in pipeline.eval_batches(examples, batcher, global_batch):
+    batch_sums, tokens_BxN = eval_step(params, parallel.global_batch(local, mesh))
+    for k, v in jax.device_get(batch_sums).items():
+      sums[k] = sums.get(k, 0.0) + float(v)
+    local_tokens = multihost_utils.global_array_to_host_local_array(
+        tokens_BxN, mesh, jax.sharding.PartitionSpec(parallel.BATCH_AXES))
+    for weight, (output, target, question) in zip(
+        local["example_weight_B"], _texts(tok, local, np.asarray(local_tokens))):
+      if weight > 0:
+        for k, v in score(task, output, target, question).items():
+          host_scores[k] += v
+        if len(samples) < num_samples:
+          samples.append(f"{question} -> {output!r} (target {target!r})")
+  for line in samples:
+    logging.info("[%s sample] %s", task, line)
+  names = list(host_scores)
+  totals = multihost_utils.process_allgather(
+      np.array([host_scores[k] for k in names], np.float64)).reshape(-1, len(names)).sum(0)
+  count = max(sums.pop("count"), 1.0)
+  result = {k[:-len("_sum")]: v / count for k, v in sums.items()}
+  result.update({k: 100.0 * total / count for k, total in zip(names, totals)})
+  return result

@@ -1,0 +1,71 @@
+"""The config's `data` section -> generated Examples, a Batcher and the per-host iterators.
+
+Glue between `tasks.registry` (what the examples are) and `data.pipeline` (how they become
+per-host batches); everything here is a pure function of the config, so every host builds the
+same datasets and takes its own slice of each batch.
+"""
+
+import ml_collections
+
+from memreasoner_jax.data import batching
+from memreasoner_jax.data import lines as lines_lib
+from memreasoner_jax.data import pipeline
+from memreasoner_jax.data import tokenizers
+from memreasoner_jax.tasks import distractors
+from memreasoner_jax.tasks import haystack
+from memreasoner_jax.tasks import registry
+from memreasoner_jax.tasks.example import Example
+
+TRAIN_FILLER_SOURCE = "builtin:train"  # never the evaluation filler ("builtin" = builtin:test)
+
+
+def task_names(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The tasks of `data.tasks` ('qa1+qa2' -> ('qa1', 'qa2'))."""
+  names = tuple(cfg.tasks.split("+"))
+  unknown = [t for t in names if t not in registry.TASKS]
+  if unknown:
+    raise ValueError(f"config data.tasks={cfg.tasks!r}: unknown task(s) {unknown}; "
+                     f"choose from {registry.TASKS}")
+  return names
+
+
+def make_batcher(cfg: ml_collections.ConfigDict) -> batching.Batcher:
+  tokenizer = tokenizers.from_spec(cfg.tokenizer)
+  shape = batching.BatchShape(
+      line_tokens=cfg.line_tokens, query_tokens=cfg.query_tokens,
+      answer_tokens=cfg.answer_tokens, supports=cfg.supports,
+      line_buckets=batching.line_buckets(cfg.line_bucket, cfg.max_lines))
+  return batching.Batcher(shape, tokenizer, sf_fraction=cfg.sf_fraction)
+
+
+def _fit_lines(examples: list[Example], cfg: ml_collections.ConfigDict) -> list[Example]:
+  """Over-long distractor lines split so every line fits `line_tokens` (never truncated)."""
+  return [lines_lib.split_long_lines(e, cfg.line_tokens - 2) for e in examples]
+
+
+def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
+  """The training split of every task, with 0..train_filler_max filler sentences per example."""
+  source = distractors.get_source(TRAIN_FILLER_SOURCE) if cfg.train_filler_max > 0 else None
+  examples = []
+  for task in task_names(cfg):
+    for example in registry.generate(task, "train", cfg.train_examples, cfg.train_seed):
+      if source is not None:
+        rng = registry.rng_for(task, "train-filler", cfg.train_seed, example.index)
+        example = haystack.add_filler(example, rng.randint(0, cfg.train_filler_max), source, rng,
+                                      max_line_chars=cfg.line_tokens - 2)
+      examples.append(example)
+  return _fit_lines(examples, cfg)
+
+
+def eval_examples(cfg: ml_collections.ConfigDict) -> dict[str, list[Example]]:
+  """Each task's held-out split (test stories, at `eval_length` with the test filler)."""
+  return {task: _fit_lines(registry.generate(task, "test", cfg.eval_examples, cfg.eval_seed,
+                                             length=cfg.eval_length), cfg)
+          for task in task_names(cfg)}
+
+
+def train_iterator(cfg: ml_collections.ConfigDict, batcher: batching.Batcher,
+                   seed: int) -> pipeline.TrainIterator:
+  """This host's endless shuffled training batches (one global stream over all hosts)."""
+  return pipeline.TrainIterator(train_examples(cfg), batcher, cfg.global_batch, seed=seed,
+                                prefetch=cfg.prefetch)

@@ -1,0 +1,52 @@
+"""Command line: train and evaluate MemReasoner from a config file.
+
+  python -m memreasoner_jax.main --config=configs/babi.py:qa1,tiny --workdir=/tmp/run
+
+Multi-host: on SLURM, Cloud TPU pods and Open MPI nothing more is needed; elsewhere start one
+process per host with --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
+"""
+
+import logging as python_logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from memreasoner_jax import checkpointing
+from memreasoner_jax import parallel
+from memreasoner_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument "
+                                          "(configs/babi.py:qa1,tiny).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and TensorBoard files; "
+                               "a run resumes from the checkpoints it finds here.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0 (multi-host "
+                                   "runs outside SLURM / Cloud TPU / Open MPI).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Processes in a multi-host run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index in a multi-host run.")
+_JOIN_TIMEOUT = flags.DEFINE_integer("join_timeout", 300, "Seconds to wait for every process of "
+                                     "a multi-host run to join before giving up with an error.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _quiet_orbax(record) -> bool:
+  """Keeps orbax's per-save INFO chatter out of the training log (warnings still show)."""
+  return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
+
+
+def main(argv):
+  del argv
+  logging.get_absl_handler().addFilter(_quiet_orbax)
+  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                  _JOIN_TIMEOUT.value)
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (train.NonFiniteLossError, checkpointing.IncompatibleCheckpointError) as e:
+    logging.error("%s", e)
+    sys.exit(f"ERROR: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

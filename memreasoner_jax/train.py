@@ -1,0 +1,225 @@
+"""The training recipe: `train_and_evaluate(config, workdir)`, read top to bottom.
+
+Phases: workdir and writers, mesh, input pipeline, model and optimizer, sharded state (restored
+from the workdir when it holds a checkpoint), the jitted update and eval steps, then the loop
+(step, log, evaluate, checkpoint, preemption).
+
+The update step is one pure function `(state, batch) -> (state, metrics)` jitted over the mesh
+with the state's buffers donated. Training noise comes from `fold_in(key, step)`, so a run
+resumed from a checkpoint draws the same noise as one that never stopped. Metrics stay on the
+devices except at log, checkpoint and preemption steps, where every loss since the last check is
+fetched at once and a non-finite one stops the run before anything is saved.
+"""
+
+from collections.abc import Callable
+import os
+import time
+from typing import Any
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from memreasoner_jax import checkpointing
+from memreasoner_jax import evaluate as evaluate_lib
+from memreasoner_jax import input as input_lib
+from memreasoner_jax import losses
+from memreasoner_jax import metric_writers
+from memreasoner_jax import model as model_lib
+from memreasoner_jax import optimizer as optimizer_lib
+from memreasoner_jax import parallel
+from memreasoner_jax.data import pipeline
+
+Batch = dict[str, jax.Array]
+TrainStep = Callable[["TrainState", Batch], tuple["TrainState", dict[str, jax.Array]]]
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 optimizer steps taken
+  params: model_lib.Params
+  opt_state: optax.OptState
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or inf; the run stopped without saving the bad state."""
+
+
+def init_state(model: model_lib.MemReasoner, tx: optax.GradientTransformation, rng: jax.Array,
+               batch: dict[str, np.ndarray]) -> TrainState:
+  params = model.init(rng, batch)
+  return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+
+def make_train_step(model: model_lib.MemReasoner, loss_cfg: ml_collections.ConfigDict,
+                    tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    rng: jax.Array) -> TrainStep:
+  """The pure update: loss and gradients on the global batch, one optimizer step."""
+
+  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    step_rng = jax.random.fold_in(rng, state.step)
+
+    def loss(params):
+      return losses.loss_fn(model, params, batch, step_rng, state.step, loss_cfg)
+
+    (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "grad_norm": optax.global_norm(grads),
+               "learning_rate": schedule(state.step)}
+    return TrainState(state.step + 1, params, opt_state), metrics
+
+  return train_step
+
+
+def jit_train_step(train_step: TrainStep, mesh: jax.sharding.Mesh, state_sharding: Any) -> TrainStep:
+  """Sharded over the mesh, state donated (updated in place), metrics replicated."""
+  return jax.jit(train_step, donate_argnums=0,
+                 in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
+                 out_shardings=(state_sharding, parallel.replicated(mesh)))
+
+
+def check_finite(pending: list[tuple[int, jax.Array]]) -> None:
+  """Fetches the losses of `pending` steps in one transfer; raises at the first non-finite."""
+  for step, loss in zip([s for s, _ in pending], jax.device_get([l for _, l in pending])):
+    if not np.isfinite(loss):
+      raise NonFiniteLossError(f"Non-finite loss {float(loss)} at step {step}; stopping")
+
+
+def count_tokens(local: dict[str, np.ndarray], pad_id: int) -> int:
+  """Real (non-padding) line, query and answer tokens of one host batch."""
+  return int(np.count_nonzero(local["context_BxExT"] != pad_id)
+             + np.count_nonzero(local["query_BxQ"] != pad_id)
+             + np.count_nonzero(local["answer_mask_BxA"]))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains (resuming from `workdir` if it holds a checkpoint) and evaluates on held-out data.
+
+  Returns the metrics of the last log step and the last evaluation. Raises NonFiniteLossError
+  when the loss stops being finite (the last good checkpoint stays in `workdir`).
+  """
+  cfg = config
+  os.makedirs(workdir, exist_ok=True)
+  writer = metric_writers.MetricWriter(workdir)
+  logging.info("Config:\n%s", cfg)
+
+  # Mesh: data parallel over every device of every host (+ optional fsdp axis).
+  mesh = parallel.make_mesh(cfg.mesh)
+  parallel.check_global_batch(cfg.data.global_batch, mesh, "data.global_batch")
+  parallel.check_global_batch(cfg.data.eval_batch, mesh, "data.eval_batch")
+  logging.info("Mesh %s over %d devices of %d process(es)", dict(mesh.shape), mesh.devices.size,
+               jax.process_count())
+
+  # Input pipeline: the same generated datasets on every host, each host reads its own rows.
+  batcher = input_lib.make_batcher(cfg.data)
+  train_examples = input_lib.train_examples(cfg.data)
+  eval_sets = input_lib.eval_examples(cfg.data)
+  train_iter = pipeline.TrainIterator(train_examples, batcher, cfg.data.global_batch,
+                                      seed=cfg.training.seed, prefetch=cfg.data.prefetch)
+  init_batch = batcher(train_examples[:1])  # identical on every host; only its shapes matter
+
+  # Model and optimizer.
+  model = model_lib.MemReasoner(cfg.model)
+  tx, schedule = optimizer_lib.make_optimizer(cfg.optimizer, cfg.training.num_steps)
+  init_rng, train_rng = jax.random.split(jax.random.key(cfg.training.seed))
+  init_fn = lambda: init_state(model, tx, init_rng, init_batch)
+
+  # Sharded state: shapes first, shardings from them, then initialise or restore into them.
+  abstract_state = jax.eval_shape(init_fn)
+  state_sharding = parallel.state_shardings(abstract_state, mesh, cfg.mesh.fsdp_min_size)
+  metadata = checkpointing.model_metadata(cfg, abstract_state.params, batcher.encoder_tokenizer.spec)
+  logging.info("Model: %s parameters", f"{metadata['num_params']:,}")
+  ckpt = checkpointing.Checkpointer(workdir, cfg.training.keep_checkpoints)
+  restored = ckpt.restore(jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      abstract_state, state_sharding), metadata)
+  if restored is None:
+    state = jax.jit(init_fn, out_shardings=state_sharding)()
+  else:
+    state, data_state, _ = restored
+    train_iter.set_state(data_state)
+  step = int(jax.device_get(state.step))
+
+  # Update and evaluation steps.
+  train_step = jit_train_step(make_train_step(model, cfg.loss, tx, schedule, train_rng), mesh,
+                              state_sharding)
+  eval_step = evaluate_lib.make_eval_step(model, cfg.loss, cfg.eval.max_new_tokens, mesh,
+                                          state_sharding.params)
+
+  def run_evals() -> dict[str, float]:
+    results = {}
+    for task, examples in eval_sets.items():
+      for name, value in evaluate_lib.evaluate(
+          eval_step, state.params, task, examples, batcher, cfg.data.eval_batch, mesh,
+          cfg.eval.num_samples).items():
+        results[f"eval/{task}/{name}"] = value
+    logging.info("Eval at step %d: %s", step,
+                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(results.items())))
+    writer.write(step, results)
+    return results
+
+  def save() -> None:
+    ckpt.save(step, state, cfg, metadata, train_iter.get_state())
+
+  # Loop.
+  num_steps = cfg.training.num_steps
+  logging.info("Training from step %d to %d", step, num_steps)
+  preemption = checkpointing.Preemption()
+  meter = metric_writers.Throughput(step, num_steps, cfg.data.global_batch, jax.process_count())
+  first_step, started = step, time.time()
+  results: dict[str, float] = {}
+  pending: list[tuple[int, jax.Array]] = []
+  pad_id = batcher.encoder_tokenizer.pad_id
+  try:
+    while step < num_steps:
+      local = next(train_iter)
+      state, metrics = train_step(state, parallel.global_batch(local, mesh))
+      step += 1
+      pending.append((step, metrics["loss"]))
+      if step == first_step + 1:  # The first step compiles; rates start after it.
+        jax.block_until_ready(metrics)
+        logging.info("First step (with compilation) took %.1fs", time.time() - started)
+        meter.restart(step)
+      else:
+        meter.add_tokens(count_tokens(local, pad_id))
+      preempted = preemption.reached(step)
+      log_now = step % cfg.training.log_every == 0 or step == num_steps
+      save_now = step % cfg.training.checkpoint_every == 0 or step == num_steps or preempted
+      if log_now or save_now:
+        check_finite(pending)
+        pending = []
+      if log_now:
+        train = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+        perf = meter.report(step)
+        writer.write(step, {**train, **perf})
+        logging.info("step %d/%d loss %.4f | %.2f steps/s, %.0f examples/s, %.0f tokens/s, "
+                     "ETA %.0fs", step, num_steps, train["train/loss"], perf["perf/steps_per_sec"],
+                     perf["perf/examples_per_sec"], perf["perf/tokens_per_sec"],
+                     perf["perf/eta_sec"])
+        results.update(train)
+      if save_now:
+        save()
+      if preempted:
+        ckpt.wait()
+        logging.warning("Preempted: saved step %d in %s; stopping cleanly", step, ckpt.directory)
+        return results
+      if step % cfg.training.eval_every == 0 and step < num_steps:
+        paused_since = time.time()
+        results.update(run_evals())
+        meter.pause_until_now(paused_since)
+    results.update(run_evals())
+  except NonFiniteLossError as e:
+    ckpt.wait()
+    raise NonFiniteLossError(f"{e}. The last good checkpoint is step {ckpt.latest_step()} in "
+                             f"{ckpt.directory}.") from None
+  finally:
+    preemption.close()
+    train_iter.close()
+    ckpt.close()
+    writer.close()
+  return results
