@@ -54,7 +54,7 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   config.arg = arg  # the argument this config was built from (recorded with every checkpoint)
 
   config.model = presets.model_config(preset)
-  config.model.dtype = dtype
+  config.model.dtype = dtype  # compute dtype: bfloat16 on accelerators for the big presets
   config.model.hops.num_hops = 2 if two_hop else 1  # 2-hop tasks need a second read
 
   config.loss = losses.loss_config()
@@ -73,10 +73,9 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   config.data.line_bucket = 16  # E buckets are line_bucket * 2^i: few shapes, few compiles
   config.data.max_lines = 128  # longest context in lines; a longer one is an error, not cut
   config.data.line_tokens = 48  # T: tokens per line, BOS and EOS included (longer lines split)
-  # Q: tokens per question and A: BOS + question + " " + answer + EOS (variable tracking asks
-  # long questions and answers several names).
-  config.data.query_tokens = 80 if vt else 32
-  config.data.answer_tokens = 104 if vt else 48
+  # Variable tracking asks long questions and answers several names.
+  config.data.query_tokens = 80 if vt else 32  # Q: tokens per question, BOS and EOS included
+  config.data.answer_tokens = 104 if vt else 48  # A: BOS + question + " " + answer + EOS
   config.data.supports = 3  # S: supporting-fact slots (vt2 chains have three)
   # Training stories get 0..train_filler_max filler sentences at random gaps, from a text the
   # evaluation filler never uses (0: clean stories, as the paper trains).

@@ -1,0 +1,117 @@
+"""Checkpoints: SIGTERM and resume reproduce an uninterrupted run; bad states and bad workdirs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import babi
+from memreasoner_jax import checkpointing
+from memreasoner_jax import losses
+from memreasoner_jax import metric_writers
+from memreasoner_jax import model as model_lib
+from memreasoner_jax import train
+from tests import toy_batches
+
+ARG = "qa1,tiny,runlocal"
+# A short run with no evaluation (it has its own tests); every step logged.
+OVERRIDES = {"training.num_steps": 10, "training.log_every": 1, "training.checkpoint_every": 100,
+             "data.eval_examples": 0, "data.global_batch": 8}
+
+
+def _config(**extra):
+  config = babi.get_config(ARG)
+  for key, value in {**OVERRIDES, **extra}.items():
+    section, name = key.split(".")
+    config[section][name] = value
+  return config
+
+
+def _train_metrics(workdir) -> dict[int, dict[str, float]]:
+  return {r["step"]: {k: v for k, v in r.items() if k.startswith("train/")}
+          for r in metric_writers.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+          if "train/loss" in r}
+
+
+def _restore_raw(workdir, step):
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                  item_names=checkpointing.ITEMS)
+  return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+
+
+def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
+  whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
+  train.train_and_evaluate(_config(), whole)
+
+  # The same run as a separate process, sent SIGTERM once it has logged step 2.
+  command = [sys.executable, "-m", "memreasoner_jax.main", f"--config=configs/babi.py:{ARG}",
+             f"--workdir={split}"] + [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
+  proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  metrics_file = os.path.join(split, "metrics.jsonl")
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(metrics_file) and _train_metrics(split).get(2):
+      proc.send_signal(signal.SIGTERM)
+      break
+    time.sleep(0.05)
+  output, _ = proc.communicate(timeout=240)
+  assert proc.returncode == 0, output[-3000:]
+  assert "Preempted: saved step" in output
+  stopped_at = max(_train_metrics(split))
+  assert 2 <= stopped_at < 10
+  assert ocp.CheckpointManager(os.path.join(split, "checkpoints")).latest_step() == stopped_at
+
+  train.train_and_evaluate(_config(), split)  # resumes at stopped_at
+  assert _train_metrics(split) == _train_metrics(whole)
+  params_whole = _restore_raw(whole, 10)["params"]
+  params_split = _restore_raw(split, 10)["params"]
+  jax.tree.map(np.testing.assert_array_equal, params_whole, params_split)
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  original = losses.loss_fn
+
+  def poisoned(model, params, batch, rng, step, cfg):  # NaN loss (and gradients) at step 5
+    loss, metrics = original(model, params, batch, rng, step, cfg)
+    bad = jnp.where(step == 4, jnp.nan, 1.0)
+    return loss * bad, {**metrics, "loss": metrics["loss"] * bad}
+
+  monkeypatch.setattr(losses, "loss_fn", poisoned)
+  workdir = str(tmp_path)
+  with pytest.raises(train.NonFiniteLossError, match=r"at step 5.*last good checkpoint is step 4"):
+    train.train_and_evaluate(_config(**{"training.checkpoint_every": 2,
+                                         "training.log_every": 3}), workdir)
+  assert ocp.CheckpointManager(os.path.join(workdir, "checkpoints")).all_steps() == [2, 4]
+  state = _restore_raw(workdir, 4)
+  assert int(state["step"]) == 4
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
+
+
+def test_checkpoint_of_another_model_is_refused_naming_the_difference(tmp_path):
+  other = _config(**{"training.num_steps": 1})
+  other.model.latent_size = 32
+  other.model.hops.num_hops = 2
+  model = model_lib.MemReasoner(other.model)
+  abstract = jax.eval_shape(model.init, jax.random.key(0), toy_batches.qa1_batch(2))
+  ckpt = checkpointing.Checkpointer(str(tmp_path), keep=1)
+  ckpt.save(1, {"step": jnp.ones((), jnp.int32)}, other,
+            checkpointing.model_metadata(other, abstract, "byte"), {})
+  ckpt.close()
+  with pytest.raises(checkpointing.IncompatibleCheckpointError) as error:
+    train.train_and_evaluate(_config(), str(tmp_path))
+  message = str(error.value)
+  assert "model.latent_size: checkpoint 32, this config 64" in message
+  assert "model.hops.num_hops: checkpoint 2, this config 1" in message
+  assert "fresh --workdir" in message
+
+
+def test_indivisible_global_batch_is_refused_before_any_work(tmp_path):
+  with pytest.raises(ValueError, match="data.global_batch=12 does not divide over the 8 devices"):
+    train.train_and_evaluate(_config(**{"data.global_batch": 12}), str(tmp_path))

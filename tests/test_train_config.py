@@ -1,0 +1,118 @@
+"""Configs, command-line overrides, the optimizer and the metric files (no training)."""
+
+import struct
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import babi
+from memreasoner_jax import metric_writers
+from memreasoner_jax import optimizer as optimizer_lib
+from memreasoner_jax import presets
+
+CONFIG_FILE = "configs/babi.py"
+
+
+@pytest.mark.parametrize("tasks", ["qa1", "qa2", "vt1", "vt2", "qa1+qa2"])
+@pytest.mark.parametrize("preset", presets.PRESETS)
+def test_every_task_and_preset_builds_a_locked_config(tasks, preset):
+  config = babi.get_config(f"{tasks},{preset}")
+  two_hop = "qa2" in tasks or "vt2" in tasks
+  assert config.model.hops.num_hops == (2 if two_hop else 1)
+  assert config.data.sf_fraction == (0.01 if two_hop else 0.0)
+  assert config.model.preset == preset
+  with pytest.raises(AttributeError):
+    config.training.num_stepz = 3  # locked: no new keys
+
+
+def test_every_field_is_commented():
+  source = open(CONFIG_FILE, encoding="utf-8").read()
+  body = source[source.index("def get_config"):source.index("  if runlocal:")]
+  for line in body.splitlines():
+    if line.strip().startswith("config.") and " = " in line and "ConfigDict()" not in line:
+      if "preset" in line or "loss_config" in line:
+        continue
+      assert "#" in line or _previous_is_comment(body, line), f"uncommented field: {line.strip()}"
+
+
+def _previous_is_comment(body: str, line: str) -> bool:
+  lines = body.splitlines()
+  i = lines.index(line)
+  return lines[i - 1].strip().startswith("#")
+
+
+@pytest.mark.parametrize("arg", ["qa3,tiny", "qa1,huge", "qa1", "qa1,tiny,fast", "qa1+qa1,tiny"])
+def test_bad_config_argument_is_named(arg):
+  with pytest.raises(ValueError, match="config argument"):
+    babi.get_config(arg)
+
+
+def test_misspelled_override_fails_at_once_naming_the_key(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "memreasoner_jax.main", f"--config={CONFIG_FILE}:qa1,tiny",
+       f"--workdir={tmp_path}", "--config.training.num_stepz=7"],
+      capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode != 0
+  assert "num_stepz" in result.stderr
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_schedule_warms_up_then_decays():
+  cfg = babi.get_config("qa1,tiny").optimizer
+  schedule = optimizer_lib.learning_rate_schedule(cfg, 400)
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(cfg.warmup_steps)) == pytest.approx(cfg.learning_rate)
+  assert float(schedule(400)) == pytest.approx(cfg.learning_rate * cfg.final_lr_fraction)
+
+
+def test_weight_decay_skips_biases_norms_embeddings_and_prior():
+  params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)},
+            "norm": {"scale": jnp.ones(2)}, "embed": {"embedding": jnp.ones((3, 2))},
+            "memory": {"prior": jnp.eye(2)}}
+  mask = optimizer_lib.decay_mask(params)
+  assert mask == {"dense": {"kernel": True, "bias": False}, "norm": {"scale": False},
+                  "embed": {"embedding": False}, "memory": {"prior": False}}
+  cfg = babi.get_config("qa1,tiny").optimizer
+  tx, _ = optimizer_lib.make_optimizer(cfg, 10)
+  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  assert float(jnp.abs(updates["dense"]["bias"]).max()) == 0.0  # zero grads, no decay
+  assert float(jnp.abs(updates["dense"]["kernel"]).max()) == 0.0  # lr is 0 at step 0
+
+
+def test_crc32c_matches_the_standard_check_value():
+  assert metric_writers.crc32c(b"123456789") == 0xE3069283
+
+
+def _read_events(path):
+  """Minimal TFRecord + Event reader: checks both CRCs, returns (step, {tag: value})."""
+  data = open(path, "rb").read()
+  events, i = [], 0
+  while i < len(data):
+    (length,) = struct.unpack("<Q", data[i:i + 8])
+    assert struct.unpack("<I", data[i + 8:i + 12])[0] == metric_writers.masked_crc32c(data[i:i + 8])
+    payload = data[i + 12:i + 12 + length]
+    assert struct.unpack("<I", data[i + 12 + length:i + 16 + length])[0] == (
+        metric_writers.masked_crc32c(payload))
+    events.append(payload)
+    i += 16 + length
+  return events
+
+
+def test_metric_files(tmp_path):
+  writer = metric_writers.MetricWriter(str(tmp_path))
+  writer.write(3, {"train/loss": 1.5, "perf/steps_per_sec": np.float32(2.0)})
+  writer.close()
+  assert metric_writers.read_jsonl(str(tmp_path / "metrics.jsonl")) == [
+      {"step": 3, "train/loss": 1.5, "perf/steps_per_sec": 2.0}]
+  (event_file,) = (tmp_path / "tensorboard").iterdir()
+  first, scalars = _read_events(event_file)
+  assert b"brain.Event:2" in first
+  assert b"train/loss" in scalars and struct.pack("<f", 1.5) in scalars
+  tb = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+  acc = tb.EventAccumulator(str(tmp_path / "tensorboard"))
+  acc.Reload()
+  assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(3, 1.5)]

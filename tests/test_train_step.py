@@ -1,0 +1,81 @@
+"""The jitted train step over meshes of 1 and 8 devices, recompilation, batch checks, fsdp."""
+
+import jax
+import numpy as np
+import pytest
+
+from configs import babi
+from memreasoner_jax import model as model_lib
+from memreasoner_jax import optimizer as optimizer_lib
+from memreasoner_jax import parallel
+from memreasoner_jax import train
+from tests import toy_batches
+
+
+def _losses_and_step(devices, batches, config):
+  """Losses of len(batches) steps on a data-parallel mesh over `devices`, and the jitted step."""
+  mesh = parallel.make_mesh(config.mesh, devices)
+  model = model_lib.MemReasoner(config.model)
+  tx, schedule = optimizer_lib.make_optimizer(config.optimizer, config.training.num_steps)
+  init_rng, train_rng = jax.random.split(jax.random.key(0))
+  init_fn = lambda: train.init_state(model, tx, init_rng, batches[0])
+  sharding = parallel.state_shardings(jax.eval_shape(init_fn), mesh, config.mesh.fsdp_min_size)
+  state = jax.jit(init_fn, out_shardings=sharding)()
+  step = train.jit_train_step(train.make_train_step(model, config.loss, tx, schedule, train_rng),
+                              mesh, sharding)
+  losses = []
+  for batch in batches:
+    state, metrics = step(state, parallel.global_batch(batch, mesh))
+    losses.append(float(metrics["loss"]))
+  return np.array(losses), step, state
+
+
+@pytest.fixture(scope="module")
+def config():
+  config = babi.get_config("qa1,tiny")
+  config.optimizer.warmup_steps = 0  # every step moves the parameters
+  config.model.memory.write_noise_std = 0.1  # exercises the per-step noise rng
+  return config
+
+
+def test_one_device_and_eight_devices_agree_and_no_recompile(config):
+  assert jax.device_count() == 8
+  batches = [toy_batches.qa1_batch(16, seed=s, lines=6, pad_lines=2) for s in range(3)]
+  losses_8, step_8, state_8 = _losses_and_step(jax.devices(), batches, config)
+  # One shape bucket: the step compiled once and was reused for steps 2 and 3.
+  assert step_8._cache_size() == 1  # pylint: disable=protected-access
+  assert int(state_8.step) == 3
+  assert losses_8[2] < losses_8[0]
+  losses_1, _, state_1 = _losses_and_step(jax.devices()[:1], batches, config)
+  np.testing.assert_allclose(losses_1, losses_8, rtol=2e-5)
+  # Parameters agree to within a fraction of one Adam step (lr = 1e-3): Adam divides by the
+  # gradient's own scale, so float32 reduction-order noise in near-zero gradients (the memory
+  # prior's) can move a weight by up to about lr.
+  diff = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
+                      state_1.params, state_8.params)
+  assert max(jax.tree.leaves(diff)) < 3 * config.optimizer.learning_rate
+
+
+def test_global_batch_that_does_not_divide_over_devices_is_an_error(config):
+  mesh = parallel.make_mesh(config.mesh)
+  with pytest.raises(ValueError, match=r"data.global_batch=12 does not divide over the 8 devices"):
+    parallel.check_global_batch(12, mesh, "data.global_batch")
+
+
+def test_mesh_sizes_are_checked(config):
+  with config.unlocked():
+    bad = config.mesh.copy_and_resolve_references()
+  bad.fsdp = 3
+  with pytest.raises(ValueError, match="mesh.fsdp=3"):
+    parallel.make_mesh(bad)
+
+
+def test_fsdp_splits_large_arrays_and_replicates_small_ones(config):
+  mesh_cfg = config.mesh.copy_and_resolve_references()
+  mesh_cfg.fsdp, mesh_cfg.data = 4, 2
+  mesh = parallel.make_mesh(mesh_cfg)
+  tree = {"big": jax.ShapeDtypeStruct((6, 1024), np.float32),
+          "odd": jax.ShapeDtypeStruct((3, 5), np.float32)}
+  shardings = parallel.state_shardings(tree, mesh, min_size=1000)
+  assert shardings["big"].spec == jax.sharding.PartitionSpec(None, parallel.FSDP)
+  assert shardings["odd"].spec == jax.sharding.PartitionSpec(None, None)
