@@ -58,7 +58,12 @@ def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
 
 
 def eval_examples(cfg: ml_collections.ConfigDict) -> dict[str, list[Example]]:
-  """Each task's held-out split (test stories, at `eval_length` with the test filler)."""
+  """Each task's held-out split (test stories, at `eval_length` with the test filler).
+
+  `eval_examples=0` turns evaluation off (benchmarks, smoke tests).
+  """
+  if cfg.eval_examples == 0:
+    return {}
   return {task: _fit_lines(registry.generate(task, "test", cfg.eval_examples, cfg.eval_seed,
                                              length=cfg.eval_length), cfg)
           for task in task_names(cfg)}

@@ -69,7 +69,7 @@ def make_train_step(model: model_lib.MemReasoner, loss_cfg: ml_collections.Confi
     (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "grad_norm": optax.global_norm(grads),
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads),
                "learning_rate": schedule(state.step)}
     return TrainState(state.step + 1, params, opt_state), metrics
 
@@ -152,6 +152,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                           state_sharding.params)
 
   def run_evals() -> dict[str, float]:
+    if not eval_sets:
+      return {}
     results = {}
     for task, examples in eval_sets.items():
       for name, value in evaluate_lib.evaluate(
