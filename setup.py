@@ -16,6 +16,9 @@ setuptools.setup(
         "optax>=0.2.4",
         "orbax-checkpoint>=0.11",
         "tensorflow-datasets>=4.9.7",
+        "array-record>=0.5",  # ArrayRecord files TFDS writes and reads without TensorFlow.
+        "importlib-resources>=6",  # etils.epath needs it when TFDS locates a builder's code.
+        "tokenizers>=0.15",  # Hugging Face tokenizer.json / vocab files for pretrained models.
         "ml-collections>=1.0",
         "chex>=0.1.89",
         "absl-py>=2.0",

@@ -1,0 +1,1 @@
+"""Input pipeline: tokenizers, batching, TFDS ArrayRecord datasets and per-host iterators."""

@@ -1,0 +1,224 @@
+"""Examples -> the batch dict the model consumes (numpy arrays, fixed shapes, a few E buckets).
+
+Keys and shapes (B batch, E lines, T tokens per line, Q query tokens, A answer tokens, S supports):
+  context_BxExT    int32  each line as [BOS] + tokens + [EOS], PAD-padded; padding lines all PAD
+  line_mask_BxE    bool   True for real lines
+  query_BxQ        int32  [BOS] + question + [EOS], PAD-padded
+  answer_BxA       int32  [BOS] + prompt + answer + [EOS] + PAD, prompt = question + " "
+  answer_mask_BxA  bool   True at answer tokens and the final EOS (the positions to predict)
+  prompt_len_B     int32  BOS + prompt tokens (generation starts after them)
+  support_BxS      int32  supporting line indices in hop order, -1 padded
+  sf_weight_B      float32 1 for examples in the supporting-fact supervised subset
+  example_weight_B float32 1 for real examples, 0 for batch padding
+Lines and query use the encoder tokenizer, the answer sequence the decoder tokenizer (they may
+differ, e.g. BERT WordPiece and GPT-2 BPE as in Larimar). Nothing is truncated: a text that does
+not fit its slot is an error naming the example and the line.
+"""
+
+from collections.abc import Sequence
+import dataclasses
+
+import numpy as np
+
+from memreasoner_jax.data import tokenizers as tokenizers_lib
+from memreasoner_jax.tasks.example import Example
+
+Batch = dict[str, np.ndarray]
+
+
+def line_buckets(base: int, max_lines: int) -> tuple[int, ...]:
+  """Powers of two times `base`, up to the first that holds `max_lines`: few shapes to compile."""
+  if base < 1 or max_lines < 1:
+    raise ValueError(f"line_buckets needs base >= 1 and max_lines >= 1, got {base}, {max_lines}")
+  buckets = [base]
+  while buckets[-1] < max_lines:
+    buckets.append(buckets[-1] * 2)
+  return tuple(buckets)
+
+
+def bucket_for(num_lines: int, buckets: Sequence[int]) -> int:
+  """The smallest bucket holding `num_lines` lines; an error past the largest."""
+  for bucket in buckets:
+    if num_lines <= bucket:
+      return bucket
+  raise ValueError(
+      f"A context of {num_lines} lines exceeds the largest line bucket {max(buckets)}; raise "
+      "max_lines (or split the context) rather than truncate it")
+
+
+def sf_selected(index_B: np.ndarray, sf_fraction: float) -> np.ndarray:
+  """Whether each example index is in the supporting-fact supervised subset.
+
+  A fixed hash of the index (splitmix64) mapped to [0, 1) is compared with `sf_fraction`, so the
+  subset is the same every epoch and nested: the 1% subset lies inside the 10% subset.
+  """
+  if not 0.0 <= sf_fraction <= 1.0:
+    raise ValueError(f"sf_fraction must be in [0, 1], got {sf_fraction}")
+  z = np.asarray(index_B, np.int64).astype(np.uint64)
+  with np.errstate(over="ignore"):
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+  u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+  return u < sf_fraction
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchShape:
+  """Token and support slot sizes fixed by the config; E comes from `line_buckets`."""
+
+  line_tokens: int  # T: BOS + line + EOS must fit.
+  query_tokens: int  # Q: BOS + question + EOS must fit.
+  answer_tokens: int  # A: BOS + question + " " + answer + EOS must fit.
+  supports: int = 2  # S: supporting facts per example (hops supervised).
+  line_buckets: tuple[int, ...] = line_buckets(16, 1024)  # allowed E values, ascending.
+
+  def __post_init__(self):
+    for name in ("line_tokens", "query_tokens", "answer_tokens"):
+      if getattr(self, name) < 3:
+        raise ValueError(f"BatchShape.{name} must be >= 3 (BOS, a token, EOS)")
+    if self.supports < 1:
+      raise ValueError("BatchShape.supports must be >= 1")
+    if list(self.line_buckets) != sorted(set(self.line_buckets)) or self.line_buckets[0] < 1:
+      raise ValueError(f"BatchShape.line_buckets must be ascending positive: {self.line_buckets}")
+
+
+class Batcher:
+  """Turns a list of Examples into one batch dict; holds the tokenizers and shapes."""
+
+  def __init__(self, shape: BatchShape, encoder_tokenizer: tokenizers_lib.Tokenizer,
+               decoder_tokenizer: tokenizers_lib.Tokenizer | None = None,
+               sf_fraction: float = 0.0):
+    enc = encoder_tokenizer
+    if enc.pad_id in (enc.bos_id, enc.eos_id):
+      raise ValueError(
+          f"Encoder tokenizer {enc.spec} has no PAD distinct from BOS/EOS; the encoder finds "
+          "padding by id, so use a tokenizer with its own pad token (e.g. BERT's [PAD])")
+    sf_selected(np.zeros(1), sf_fraction)  # Validates the fraction now, not at the first batch.
+    self.shape = shape
+    self.encoder_tokenizer = enc
+    self.decoder_tokenizer = decoder_tokenizer or enc
+    self.sf_fraction = sf_fraction
+
+  def num_lines(self, examples: Sequence[Example]) -> int:
+    """The E bucket these examples need."""
+    return bucket_for(max(len(ex.context) for ex in examples), self.shape.line_buckets)
+
+  def __call__(self, examples: Sequence[Example], num_lines: int | None = None,
+               example_weight_B: np.ndarray | None = None) -> Batch:
+    """Builds the batch; `num_lines` forces E (all hosts of a global batch must agree on it)."""
+    if not examples:
+      raise ValueError("Cannot build a batch from no examples")
+    batch_size = len(examples)
+    lines_per_example = np.array([len(ex.context) for ex in examples], np.int64)
+    if num_lines is None:
+      num_lines = self.num_lines(examples)
+    elif lines_per_example.max() > num_lines:
+      worst = examples[int(lines_per_example.argmax())]
+      raise ValueError(f"Example {_name(worst)} has {len(worst.context)} lines, over E={num_lines}")
+
+    enc, dec = self.encoder_tokenizer, self.decoder_tokenizer
+    all_lines = [line for ex in examples for line in ex.context]
+    line_ids = np.arange(len(all_lines)) - np.repeat(
+        np.cumsum(lines_per_example) - lines_per_example, lines_per_example)
+    rows = np.repeat(np.arange(batch_size), lines_per_example) * num_lines + line_ids
+    context_NxT = self._pack(enc, all_lines, (batch_size * num_lines, self.shape.line_tokens),
+                             rows, lambda j: _line_name(examples, j))
+    line_mask_BxE = np.arange(num_lines)[None, :] < lines_per_example[:, None]
+
+    query_BxQ = self._pack(enc, [ex.question for ex in examples],
+                           (batch_size, self.shape.query_tokens), np.arange(batch_size),
+                           lambda b: f"question of example {_name(examples[b])}")
+    answer_BxA, answer_mask_BxA, prompt_len_B = self._answers(dec, examples)
+
+    if example_weight_B is None:
+      example_weight_B = np.ones(batch_size, np.float32)
+    index_B = np.array([ex.index for ex in examples], np.int64)
+    return {
+        "context_BxExT": context_NxT.reshape(batch_size, num_lines, -1),
+        "line_mask_BxE": line_mask_BxE,
+        "query_BxQ": query_BxQ,
+        "answer_BxA": answer_BxA,
+        "answer_mask_BxA": answer_mask_BxA,
+        "prompt_len_B": prompt_len_B,
+        "support_BxS": self._supports(examples),
+        "sf_weight_B": sf_selected(index_B, self.sf_fraction).astype(np.float32),
+        "example_weight_B": np.asarray(example_weight_B, np.float32),
+    }
+
+  def _pack(self, tok, texts: list[str], out_shape: tuple[int, int], rows: np.ndarray,
+            name_of) -> np.ndarray:
+    """[BOS] + tokens + [EOS] of text j in row rows[j] of a PAD array: one scatter for all."""
+    width = out_shape[1]
+    flat, lengths = tok.encode_ragged(texts)
+    too_long = np.flatnonzero(lengths > width - 2)
+    if too_long.size:
+      j = int(too_long[0])
+      raise ValueError(
+          f"{name_of(j)} has {lengths[j]} tokens, more than the {width - 2} that fit "
+          f"({len(too_long)} text(s) too long in this batch): {texts[j][:80]!r}")
+    out = np.full(out_shape, tok.pad_id, np.int32)
+    out[rows, 0] = tok.bos_id
+    _scatter(out, flat, lengths, rows, np.ones_like(lengths))
+    out[rows, 1 + lengths] = tok.eos_id
+    return out
+
+  def _answers(self, tok, examples: Sequence[Example]):
+    """[BOS] + prompt + answer + [EOS], the mask of positions to predict, and prompt lengths."""
+    width = self.shape.answer_tokens
+    prompt_flat, prompt_len = tok.encode_ragged([ex.question + " " for ex in examples])
+    answer_flat, answer_len = tok.encode_ragged([ex.answer for ex in examples])
+    total = 2 + prompt_len + answer_len
+    too_long = np.flatnonzero(total > width)
+    if too_long.size:
+      b = int(too_long[0])
+      raise ValueError(
+          f"Answer sequence of example {_name(examples[b])} has {total[b]} tokens (BOS, prompt, "
+          f"answer, EOS), more than answer_tokens={width}: {examples[b].answer[:80]!r}")
+    batch_size = len(examples)
+    out = np.full((batch_size, width), tok.pad_id, np.int32)
+    out[:, 0] = tok.bos_id
+    rows = np.arange(batch_size)
+    _scatter(out, prompt_flat, prompt_len, rows, np.ones_like(prompt_len))
+    _scatter(out, answer_flat, answer_len, rows, 1 + prompt_len)
+    out[np.arange(batch_size), total - 1] = tok.eos_id
+    positions = np.arange(width)[None, :]
+    answer_mask = (positions >= (1 + prompt_len)[:, None]) & (positions < total[:, None])
+    return out, answer_mask, (1 + prompt_len).astype(np.int32)
+
+  def _supports(self, examples: Sequence[Example]) -> np.ndarray:
+    support_BxS = np.full((len(examples), self.shape.supports), -1, np.int32)
+    for b, ex in enumerate(examples):
+      if len(ex.support) > self.shape.supports:
+        raise ValueError(f"Example {_name(ex)} has {len(ex.support)} supporting facts, more than "
+                         f"supports={self.shape.supports}")
+      bad = [i for i in ex.support if not 0 <= i < len(ex.context)]
+      if bad:
+        raise ValueError(f"Example {_name(ex)}: support {bad} outside its {len(ex.context)} lines")
+      support_BxS[b, :len(ex.support)] = ex.support
+    return support_BxS
+
+
+def _scatter(out_NxW: np.ndarray, flat: np.ndarray, lengths: np.ndarray, rows: np.ndarray,
+             starts: np.ndarray) -> None:
+  """Writes ragged texts (`flat`, `lengths` tokens each) into `rows` from columns `starts`.
+
+  One flat index per token (row * W + column) keeps this a single numpy scatter.
+  """
+  offsets = np.cumsum(lengths) - lengths
+  first = rows * out_NxW.shape[1] + starts - offsets
+  out_NxW.reshape(-1)[np.repeat(first, lengths) + np.arange(flat.size)] = flat
+
+
+def _name(ex: Example) -> str:
+  return f"{ex.task}[{ex.index}]"
+
+
+def _line_name(examples: Sequence[Example], flat_line: int) -> str:
+  """Names the example and line of the `flat_line`-th line of the batch."""
+  for ex in examples:
+    if flat_line < len(ex.context):
+      return f"Line {flat_line} of example {_name(ex)}"
+    flat_line -= len(ex.context)
+  raise IndexError(flat_line)

@@ -1,0 +1,100 @@
+"""Input-pipeline throughput: generation, ArrayRecord building, reading and batching per length.
+
+  python -m memreasoner_jax.data.benchmark --lengths=0k,4k,16k,128k --num=32 --out=pipeline.json
+
+Prints one row per haystack length and writes the figures as JSON. Never fails on speed: the
+numbers are for BUILD_NOTES and for checking the pipeline outpaces the train step (DESIGN 6).
+"""
+
+from collections.abc import Callable, Sequence
+import dataclasses
+import json
+import os
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from memreasoner_jax.data import batching
+from memreasoner_jax.data import lines
+from memreasoner_jax.data import pipeline
+from memreasoner_jax.data import tfds_builder
+from memreasoner_jax.data import tokenizers
+
+_TASK = flags.DEFINE_string("task", "qa1", "Task to generate.")
+_LENGTHS = flags.DEFINE_list("lengths", ["0k", "4k", "16k", "128k"], "Haystack lengths.")
+_NUM = flags.DEFINE_integer("num", 32, "Examples per length.")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per batch (and per read).")
+_TOKENIZER = flags.DEFINE_string("tokenizer", "byte", "Encoder/decoder tokenizer spec.")
+_OUT = flags.DEFINE_string("out", None, "Where to write the JSON results.")
+
+
+def _timed(fn: Callable[[], object]) -> tuple[object, float]:
+  start = time.perf_counter()
+  result = fn()
+  return result, time.perf_counter() - start
+
+
+def measure(task: str, length: str, num: int, batch_size: int,
+            tokenizer: tokenizers.Tokenizer, data_dir: str) -> dict[str, float]:
+  """Rates for one length: generate, build ArrayRecord, read it back, read + batch."""
+  config = tfds_builder.task_config(task, length, splits=(("test", num),))
+  config = dataclasses.replace(config, name=f"bench_{config.name}_{num}")
+  builder = tfds_builder.MemreasonerTasks(data_dir=data_dir, config=config,
+                                          file_format="array_record")
+  examples, generate_s = _timed(lambda: builder.generate_split("test", num))
+  examples = [lines.split_long_lines(ex, config.max_line_bytes) for ex in examples]
+  _, build_s = _timed(builder.download_and_prepare)  # Generates again, then writes.
+  source = tfds_builder.TfdsSource(builder, "test")
+
+  index_chunks = np.array_split(np.arange(num), max(1, num // batch_size))
+  _, read_s = _timed(lambda: [source.get_many(chunk) for chunk in index_chunks])
+  shape = batching.BatchShape(
+      line_tokens=config.max_line_bytes + 2, query_tokens=64, answer_tokens=128,
+      line_buckets=batching.line_buckets(16, max(len(ex.context) for ex in examples)))
+  batcher = batching.Batcher(shape, tokenizer)
+  batches, load_s = _timed(lambda: list(pipeline.eval_batches(
+      source, batcher, batch_size, process_index=0, process_count=1)))
+  tokens = sum(int(((b["context_BxExT"] != tokenizer.pad_id).sum((1, 2))
+                    * b["example_weight_B"]).sum()) for b in batches)
+  chars = sum(len(line) for ex in examples for line in ex.context)
+  return {
+      "length": length, "examples": num, "lines_per_example": float(np.mean(
+          [len(ex.context) for ex in examples])), "chars_per_example": chars / num,
+      "tokens_per_example": tokens / num,
+      "generate_examples_per_s": num / generate_s, "generate_tokens_per_s": tokens / generate_s,
+      "build_examples_per_s": num / build_s,
+      "read_examples_per_s": num / read_s,
+      "load_examples_per_s": num / load_s, "load_tokens_per_s": tokens / load_s,
+  }
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  logging.set_verbosity(logging.ERROR)  # TFDS logs every build; the table is the output.
+  tfds.disable_progress_bar()
+  tokenizer = tokenizers.from_spec(_TOKENIZER.value)
+  results = []
+  with tempfile.TemporaryDirectory() as data_dir:
+    for length in _LENGTHS.value:
+      row = measure(_TASK.value, length, _NUM.value, _BATCH.value, tokenizer, data_dir)
+      results.append(row)
+      print(f"{row['length']:>5}  lines/ex {row['lines_per_example']:8.1f}  "
+            f"tokens/ex {row['tokens_per_example']:10.0f} | generate {row['generate_examples_per_s']:9.1f} ex/s "
+            f"{row['generate_tokens_per_s']:12.0f} tok/s | build {row['build_examples_per_s']:8.1f} ex/s | "
+            f"read {row['read_examples_per_s']:9.1f} ex/s | read+batch "
+            f"{row['load_examples_per_s']:9.1f} ex/s {row['load_tokens_per_s']:12.0f} tok/s",
+            flush=True)
+  report = {"task": _TASK.value, "tokenizer": tokenizer.spec, "batch_size": _BATCH.value,
+            "cpus": os.cpu_count(), "results": results}
+  if _OUT.value:
+    with open(_OUT.value, "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(main)

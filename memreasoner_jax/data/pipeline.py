@@ -1,0 +1,182 @@
+"""Per-host batch iterators: an endless shuffled stream for training, one padded pass for eval.
+
+The stream is laid out globally and independently of the number of hosts: epoch e is a seeded
+permutation of the dataset, epochs follow each other, and global batch k is stream positions
+[k*G, (k+1)*G). Host i of P takes its contiguous share [k*G + i*G/P, k*G + (i+1)*G/P), so every
+host reads only its own examples, the hosts of one step together read each position once, and a
+run resumed on a different number of hosts sees the same global batches. The line bucket E of a
+step is chosen from the line counts of the whole global batch (known without reading the other
+hosts' records), so all hosts build the same shapes.
+"""
+
+from collections.abc import Iterator
+import concurrent.futures
+from typing import Any, Protocol
+
+import numpy as np
+
+from memreasoner_jax.data import batching
+from memreasoner_jax.tasks.example import Example
+
+
+class Source(Protocol):
+  """Random access to a split's Examples (an in-memory list or a TFDS ArrayRecord source)."""
+
+  def __len__(self) -> int: ...
+
+  def __getitem__(self, index: int) -> Example: ...
+
+
+def read_examples(source: Source, indices: np.ndarray) -> list[Example]:
+  """The Examples at `indices`, in one batched read where the source offers one."""
+  get_many = getattr(source, "get_many", None)
+  if get_many is not None:
+    return get_many(indices)
+  return [source[int(i)] for i in indices]
+
+
+def num_lines(source: Source) -> np.ndarray:
+  """Lines per example; TFDS sources keep this in metadata, lists are counted once."""
+  stored = getattr(source, "num_lines_N", None)
+  if stored is not None:
+    return np.asarray(stored, np.int64)
+  return np.fromiter((len(ex.context) for ex in source), np.int64, len(source))
+
+
+def host_share(global_batch: int, process_index: int, process_count: int) -> tuple[int, int]:
+  """(start, size) of this host's part of every global batch."""
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} is not in [0, process_count={process_count})")
+  if global_batch < 1 or global_batch % process_count:
+    raise ValueError(
+        f"global_batch={global_batch} must be a positive multiple of process_count="
+        f"{process_count} (each host takes an equal share)")
+  size = global_batch // process_count
+  return process_index * size, size
+
+
+def _processes(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  if process_index is None or process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top  (only when the caller leaves them out)
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  return process_index, process_count
+
+
+class TrainIterator:
+  """Endless, seeded, shuffled per-host batches with a checkpointable position.
+
+  `get_state()` is a small JSON-able dict; `set_state()` resumes at that position, so a restored
+  run reads exactly the batches the uninterrupted run would have. Batches are built `prefetch`
+  steps ahead in a background thread (tokenization in numpy/Rust releases the GIL).
+  """
+
+  def __init__(self, source: Source, batcher: batching.Batcher, global_batch: int, *,
+               seed: int = 0, shuffle: bool = True, process_index: int | None = None,
+               process_count: int | None = None, prefetch: int = 2):
+    if len(source) == 0:
+      raise ValueError("TrainIterator needs a non-empty source")
+    process_index, process_count = _processes(process_index, process_count)
+    self._start, self._size = host_share(global_batch, process_index, process_count)
+    self._source = source
+    self._batcher = batcher
+    self._global_batch = global_batch
+    self._seed = seed
+    self._shuffle = shuffle
+    self._num_lines_N = num_lines(source)
+    self._permutations: dict[int, np.ndarray] = {}
+    self._step = 0
+    self._prefetch = prefetch
+    self._executor = concurrent.futures.ThreadPoolExecutor(1) if prefetch > 0 else None
+    self._pending: dict[int, concurrent.futures.Future] = {}
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    if epoch not in self._permutations:
+      n = len(self._source)
+      perm = (np.random.default_rng([self._seed, epoch]).permutation(n) if self._shuffle
+              else np.arange(n))
+      self._permutations = {e: p for e, p in self._permutations.items() if e >= epoch - 1}
+      self._permutations[epoch] = perm
+    return self._permutations[epoch]
+
+  def indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dataset indices of the whole global batch of `step`, those of this host's share)."""
+    n = len(self._source)
+    positions = step * self._global_batch + np.arange(self._global_batch)
+    epochs, offsets = np.divmod(positions, n)
+    global_indices = np.empty(self._global_batch, np.int64)
+    for epoch in np.unique(epochs):
+      here = epochs == epoch
+      global_indices[here] = self._permutation(int(epoch))[offsets[here]]
+    return global_indices, global_indices[self._start:self._start + self._size]
+
+  def batch_at(self, step: int) -> batching.Batch:
+    """This host's batch of global step `step` (a pure function of the step)."""
+    global_indices, mine = self.indices(step)
+    lines = batching.bucket_for(int(self._num_lines_N[global_indices].max()),
+                                self._batcher.shape.line_buckets)
+    return self._batcher(read_examples(self._source, mine), num_lines=lines)
+
+  def __iter__(self) -> Iterator[batching.Batch]:
+    return self
+
+  def __next__(self) -> batching.Batch:
+    if self._executor is None:
+      batch = self.batch_at(self._step)
+    else:
+      for step in range(self._step, self._step + self._prefetch + 1):
+        if step not in self._pending:
+          self._pending[step] = self._executor.submit(self.batch_at, step)
+      batch = self._pending.pop(self._step).result()
+    self._step += 1
+    return batch
+
+  def get_state(self) -> dict[str, Any]:
+    """Where the stream stands: the next batch starts at `position` of `epoch`."""
+    epoch, position = divmod(self._step * self._global_batch, len(self._source))
+    return {"epoch": int(epoch), "position": int(position), "step": self._step,
+            "seed": self._seed, "num_examples": len(self._source),
+            "global_batch": self._global_batch}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    """Resumes at a position from `get_state()`; a different dataset or batch is an error."""
+    mine = {"seed": self._seed, "num_examples": len(self._source),
+            "global_batch": self._global_batch}
+    mismatched = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
+    if mismatched:
+      raise ValueError(f"Data iterator state does not fit this pipeline (saved, now): {mismatched}")
+    self._pending.clear()
+    self._step = int(state["step"])
+
+  def close(self) -> None:
+    """Stops the prefetch thread."""
+    if self._executor is not None:
+      self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def eval_batches(source: Source, batcher: batching.Batcher, global_batch: int, *,
+                 process_index: int | None = None,
+                 process_count: int | None = None) -> Iterator[batching.Batch]:
+  """One in-order pass; the last global batch is padded with weight-0 copies of example 0.
+
+  Every host yields the same number of batches of the same shapes (a collective per batch
+  needs it), even when the dataset ends inside another host's share.
+  """
+  process_index, process_count = _processes(process_index, process_count)
+  start, size = host_share(global_batch, process_index, process_count)
+  n = len(source)
+  if n == 0:
+    return
+  lines_N = num_lines(source)
+  for first in range(0, n, global_batch):
+    positions = first + start + np.arange(size)
+    real = positions < n
+    global_lines = lines_N[first:first + global_batch].max()
+    if first + global_batch > n:  # Padding copies of example 0 must fit the bucket too.
+      global_lines = max(global_lines, lines_N[0])
+    examples = read_examples(source, positions[real])
+    examples += read_examples(source, np.zeros(size - int(real.sum()), np.int64))
+    yield batcher(examples,
+                  num_lines=batching.bucket_for(int(global_lines), batcher.shape.line_buckets),
+                  example_weight_B=real.astype(np.float32))
+

@@ -1,0 +1,42 @@
+"""Writing generated data: JSON lines, and files that appear whole or not at all."""
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Iterable
+
+from memreasoner_jax.tasks.example import Example
+
+
+def example_to_json(example: Example) -> str:
+  return json.dumps(dataclasses.asdict(example), ensure_ascii=False)
+
+
+def example_from_json(line: str) -> Example:
+  fields = json.loads(line)
+  return Example(**{**fields, "context": tuple(fields["context"]),
+                    "support": tuple(fields["support"])})
+
+
+def format_jsonl(examples: Iterable[Example]) -> str:
+  return "".join(example_to_json(e) + "\n" for e in examples)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Example]:
+  with open(path, encoding="utf-8") as f:
+    return [example_from_json(line) for line in f if line.strip()]
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes `text` to a temporary file beside `path`, then renames it into place."""
+  path = os.fspath(path)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                             prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise

@@ -1,0 +1,54 @@
+"""Answer-renamed test splits: answer words replaced by words training never used.
+
+bAbI rooms map one to one onto vocab.RENAMED_ROOMS (bathroom -> cellar, ...), in statements,
+questions and answers alike, so every story stays consistent. Variable-tracking values (five
+digits, 10000..99999 in training) become six-digit values v + 900000 (910000..999999), a range
+training never produces, in the value line and the question; the answer (the names) is unchanged.
+"""
+
+import dataclasses
+import re
+
+from memreasoner_jax.tasks import vocab
+from memreasoner_jax.tasks.babi_format import Question, Story
+from memreasoner_jax.tasks.example import Example
+
+ROOM_RENAMES: dict[str, str] = dict(zip(vocab.ROOMS, vocab.RENAMED_ROOMS))
+VALUE_OFFSET = 900000
+_ROOM_RE = re.compile(r"\b(%s)\b" % "|".join(vocab.ROOMS))
+_VALUE_RE = re.compile(r"(?<![\d])\d{5}(?![\d])")
+
+
+def rename_rooms_in(text: str) -> str:
+  return _ROOM_RE.sub(lambda m: ROOM_RENAMES[m[0]], text)
+
+
+def rename_values_in(text: str) -> str:
+  return _VALUE_RE.sub(lambda m: str(int(m[0]) + VALUE_OFFSET), text)
+
+
+def renamer(task: str):
+  """The text rewrite for a task's renamed split."""
+  return rename_values_in if task.startswith("vt") else rename_rooms_in
+
+
+def rename_example(example: Example) -> Example:
+  rewrite = renamer(example.task)
+  return dataclasses.replace(
+      example, context=tuple(rewrite(line) for line in example.context),
+      question=rewrite(example.question), answer=rewrite(example.answer))
+
+
+def rename_story(story: Story, task: str) -> Story:
+  rewrite = renamer(task)
+  return tuple(
+      dataclasses.replace(line, text=rewrite(line.text),
+                          **({"answer": rewrite(line.answer)} if isinstance(line, Question) else {}))
+      for line in story)
+
+
+def answer_labels(task: str, renamed: bool = False) -> tuple[str, ...]:
+  """The candidate answer labels BABILong's metric looks for (bAbI tasks only)."""
+  if task.startswith("vt"):
+    raise ValueError("variable tracking has no label set; score it with metrics.ruler_score")
+  return vocab.RENAMED_ROOMS if renamed else vocab.ROOMS

@@ -1,0 +1,120 @@
+"""Batching: the batch contract's keys, shapes, token layout, masks and errors."""
+
+import numpy as np
+import pytest
+
+from memreasoner_jax.data import batching
+from memreasoner_jax.data import lines
+from memreasoner_jax.data import tokenizers
+from memreasoner_jax.tasks.example import Example
+from tests import data_fixtures
+
+BYTE = tokenizers.ByteTokenizer()
+SHAPE = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40, supports=2,
+                            line_buckets=(4, 8, 16))
+
+
+def _text(row) -> str:
+  return BYTE.decode(row)
+
+
+def test_contract_shapes_dtypes_and_layout():
+  examples = [data_fixtures.qa1_examples(3)[2], data_fixtures.QA2_STORY]
+  batch = batching.Batcher(SHAPE, BYTE)(examples)
+  expected = {
+      "context_BxExT": ((2, 8, 40), np.int32), "line_mask_BxE": ((2, 8), np.bool_),
+      "query_BxQ": ((2, 24), np.int32), "answer_BxA": ((2, 40), np.int32),
+      "answer_mask_BxA": ((2, 40), np.bool_), "prompt_len_B": ((2,), np.int32),
+      "support_BxS": ((2, 2), np.int32), "sf_weight_B": ((2,), np.float32),
+      "example_weight_B": ((2,), np.float32)}
+  assert {k: (v.shape, v.dtype) for k, v in batch.items()} == expected
+  context = batch["context_BxExT"]
+  assert batch["line_mask_BxE"].sum(1).tolist() == [3, 5]
+  for b, ex in enumerate(examples):
+    for e, line in enumerate(ex.context):
+      row = context[b, e]
+      assert row[0] == BYTE.bos_id and row[1 + len(BYTE.encode(line))] == BYTE.eos_id
+      assert _text(row) == line
+    assert (context[b, len(ex.context):] == BYTE.pad_id).all()
+    assert _text(batch["query_BxQ"][b]) == ex.question
+  assert batch["support_BxS"].tolist() == [[0, -1], [0, 2]]
+  assert batch["example_weight_B"].tolist() == [1.0, 1.0]
+
+
+def test_answer_sequence_prompt_and_mask():
+  ex = data_fixtures.QA2_STORY
+  batch = batching.Batcher(SHAPE, BYTE)([ex])
+  seq, mask, prompt_len = batch["answer_BxA"][0], batch["answer_mask_BxA"][0], batch[
+      "prompt_len_B"][0]
+  prompt = BYTE.encode(ex.question + " ")
+  assert prompt_len == 1 + len(prompt)
+  assert seq[0] == BYTE.bos_id and seq[1:prompt_len].tolist() == prompt
+  predicted = seq[mask]
+  assert predicted.tolist() == BYTE.encode(ex.answer) + [BYTE.eos_id]
+  assert not mask[:prompt_len].any() and (seq[~mask][prompt_len:] == BYTE.pad_id).all()
+  assert BYTE.decode(seq) == ex.question + " " + ex.answer
+
+
+def test_different_decoder_tokenizer():
+  class Shifted(tokenizers.ByteTokenizer):
+    pad_id, bos_id, eos_id = 7, 5, 6  # A decoder vocabulary with other special ids.
+  batch = batching.Batcher(SHAPE, BYTE, Shifted())([data_fixtures.QA2_STORY])
+  assert batch["answer_BxA"][0, 0] == 5 and batch["answer_BxA"][0, -1] == 7
+  assert batch["context_BxExT"][0, 0, 0] == BYTE.bos_id
+
+
+def test_line_buckets():
+  assert batching.line_buckets(16, 100) == (16, 32, 64, 128)
+  assert batching.bucket_for(16, (16, 32)) == 16 and batching.bucket_for(17, (16, 32)) == 32
+  with pytest.raises(ValueError, match="exceeds the largest line bucket 32"):
+    batching.bucket_for(33, (16, 32))
+  batcher = batching.Batcher(SHAPE, BYTE)
+  assert batcher(data_fixtures.qa1_examples(2))["context_BxExT"].shape[1] == 4
+  assert batcher(data_fixtures.qa1_examples(2), num_lines=16)["line_mask_BxE"].shape == (2, 16)
+
+
+def test_sf_subset_is_fixed_and_nested():
+  index = np.arange(20000)
+  small, large = batching.sf_selected(index, 0.01), batching.sf_selected(index, 0.1)
+  assert abs(small.mean() - 0.01) < 0.003 and abs(large.mean() - 0.1) < 0.01
+  assert not (small & ~large).any()
+  assert batching.sf_selected(index, 0.0).sum() == 0 and batching.sf_selected(index, 1.0).all()
+  examples = data_fixtures.qa1_examples(8)
+  weights = batching.Batcher(SHAPE, BYTE, sf_fraction=0.5)(examples)["sf_weight_B"]
+  assert weights.tolist() == batching.sf_selected(np.arange(8), 0.5).astype(float).tolist()
+
+
+@pytest.mark.parametrize("field,match", [
+    ("context", r"Line 1 of example qa1\[9\] has 50 tokens, more than the 38"),
+    ("question", r"question of example qa1\[9\] has"),
+    ("answer", r"Answer sequence of example qa1\[9\]"),
+    ("support", r"qa1\[9\] has 3 supporting facts"),
+])
+def test_too_long_is_an_error_naming_the_example(field, match):
+  ex = Example(("Short.", "x" * 50), "Where?", "here", (0,), "qa1", 9)
+  changes = {"context": {}, "question": {"context": ("a.",), "question": "q" * 30},
+             "answer": {"context": ("a.",), "answer": "y" * 40},
+             "support": {"context": ("a.",) * 3, "support": (0, 1, 2)}}[field]
+  bad = Example(**{**ex.__dict__, **changes})
+  with pytest.raises(ValueError, match=match):
+    batching.Batcher(SHAPE, BYTE)([bad])
+
+
+def test_encoder_without_pad_is_rejected():
+  class NoPad(tokenizers.ByteTokenizer):
+    pad_id = 2
+  with pytest.raises(ValueError, match="no PAD distinct"):
+    batching.Batcher(SHAPE, NoPad())
+
+
+def test_split_long_lines_moves_support_and_fits():
+  ex = Example(("A fact.", "word " * 30 + "x" * 25, "Mary went to the garden.", "Ü" * 20),
+               "Where is Mary?", "garden", (2, 0), "qa1", 4)
+  split = lines.split_long_lines(ex, 30)
+  assert all(len(line.encode()) <= 30 for line in split.context)
+  assert " ".join(split.context[1:-3]) == ex.context[1].strip()
+  assert split.context[split.support[0]] == ex.context[2] and split.support[1] == 0
+  assert "".join(split.context[-2:]) == "Ü" * 20
+  assert lines.split_long_lines(ex, 1000) is ex
+  with pytest.raises(ValueError, match=r"Supporting line 2 of example qa1\[4\]"):
+    lines.split_long_lines(ex, 10)

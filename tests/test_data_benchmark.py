@@ -1,0 +1,11 @@
+"""The pipeline benchmark runs end to end on the real generators (speed is never asserted)."""
+
+from memreasoner_jax.data import benchmark
+from memreasoner_jax.data import tokenizers
+
+
+def test_measure_reports_every_rate(tmp_path):
+  row = benchmark.measure("qa2", "1k", 6, 4, tokenizers.ByteTokenizer(), str(tmp_path))
+  assert row["examples"] == 6 and row["lines_per_example"] > 20
+  rates = [k for k in row if k.endswith("_per_s")]
+  assert len(rates) == 6 and all(row[k] > 0 for k in rates)

@@ -1,0 +1,104 @@
+"""Iterators: per-host slices cover the data once, state resumes exactly, eval pads with weight 0."""
+
+import json
+
+import numpy as np
+import pytest
+
+from memreasoner_jax.data import batching
+from memreasoner_jax.data import pipeline
+from memreasoner_jax.data import tokenizers
+from tests import data_fixtures
+
+SHAPE = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40,
+                            line_buckets=(4, 8, 16))
+BATCHER = batching.Batcher(SHAPE, tokenizers.ByteTokenizer())
+DATA = data_fixtures.qa1_examples(48)
+
+
+def _train(process_index=0, process_count=1, **kw):
+  return pipeline.TrainIterator(DATA, BATCHER, 8, seed=3, process_index=process_index,
+                                process_count=process_count, **kw)
+
+
+def _index_of(batch) -> list[str]:
+  """Identifies each example of a batch by its decoded query and first line."""
+  decode = tokenizers.ByteTokenizer().decode
+  return [decode(q) + "|" + decode(c[0]) for q, c in zip(batch["query_BxQ"],
+                                                           batch["context_BxExT"])]
+
+
+def test_two_hosts_read_disjoint_slices_covering_each_epoch():
+  hosts = [_train(i, 2) for i in range(2)]
+  steps_per_epoch = len(DATA) // 8
+  for epoch in range(2):
+    seen = [np.concatenate([h.indices(epoch * steps_per_epoch + s)[1]
+                            for s in range(steps_per_epoch)]) for h in hosts]
+    assert len(set(seen[0]) & set(seen[1])) == 0
+    assert sorted(np.concatenate(seen).tolist()) == list(range(len(DATA)))
+  # Both hosts' shares concatenated are the single-host global batch.
+  single = _train()
+  for step in range(3):
+    assert np.concatenate([h.indices(step)[1] for h in hosts]).tolist() == \
+        single.indices(step)[0].tolist()
+
+
+def test_hosts_agree_on_line_bucket_and_share_shapes():
+  hosts = [_train(i, 2, prefetch=0) for i in range(2)]
+  for step in range(6):
+    a, b = (h.batch_at(step) for h in hosts)
+    assert a["context_BxExT"].shape == b["context_BxExT"].shape
+    assert a["query_BxQ"].shape == (4, 24)
+
+
+def test_epochs_are_reshuffled_and_seeded():
+  it = _train()
+  first = [it.indices(s)[0] for s in range(12)]
+  assert sorted(np.concatenate(first[:6]).tolist()) == list(range(48))
+  assert np.concatenate(first[:6]).tolist() != np.concatenate(first[6:]).tolist()
+  assert _train().indices(5)[0].tolist() == first[5].tolist()
+  other = pipeline.TrainIterator(DATA, BATCHER, 8, seed=4, process_index=0, process_count=1)
+  assert other.indices(0)[0].tolist() != first[0].tolist()
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_state_round_trip_resumes_exactly(prefetch):
+  it = _train(prefetch=prefetch)
+  for _ in range(7):
+    next(it)
+  state = json.loads(json.dumps(it.get_state()))
+  assert (state["epoch"], state["position"]) == (1, 8)
+  expected = [_index_of(next(it)) for _ in range(3)]
+  it.close()
+  resumed = _train(prefetch=prefetch)
+  resumed.set_state(state)
+  assert [_index_of(next(resumed)) for _ in range(3)] == expected
+  resumed.close()
+
+
+def test_state_from_another_dataset_is_rejected():
+  state = _train().get_state()
+  other = pipeline.TrainIterator(DATA[:40], BATCHER, 8, seed=3, process_index=0, process_count=1)
+  with pytest.raises(ValueError, match="num_examples"):
+    other.set_state(state)
+
+
+def test_global_batch_must_divide():
+  with pytest.raises(ValueError, match="multiple of process_count=3"):
+    _train(0, 3)
+
+
+def test_eval_pass_pads_last_batch_on_every_host():
+  data = DATA[:21]
+  per_host = [list(pipeline.eval_batches(data, BATCHER, 8, process_index=i, process_count=2))
+              for i in range(2)]
+  assert [len(b) for b in per_host] == [3, 3]
+  weights = [np.concatenate([b["example_weight_B"] for b in batches]) for batches in per_host]
+  assert weights[0].sum() + weights[1].sum() == 21
+  assert per_host[0][-1]["example_weight_B"].tolist() == [1, 1, 1, 1]  # Positions 16..19.
+  assert per_host[1][-1]["example_weight_B"].tolist() == [1, 0, 0, 0]  # Only 20 exists.
+  for a, b in zip(*per_host):
+    assert a["context_BxExT"].shape == b["context_BxExT"].shape
+  real = [name for batches, w in zip(per_host, weights)
+          for name, keep in zip(sum((_index_of(b) for b in batches), []), w) if keep]
+  assert sorted(real) == sorted(_index_of(BATCHER(data)))
