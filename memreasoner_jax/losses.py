@@ -48,8 +48,13 @@ def token_cross_entropy(logits_NxTxV: jax.Array, targets_NxT: jax.Array,
 
 
 def _sample_lines(rng: jax.Array, mask_BxE: jax.Array, count: int) -> jax.Array:
-  """`count` distinct line indices per example, real lines first (Gumbel top-k)."""
-  gumbel_BxE = jax.random.gumbel(rng, mask_BxE.shape)
+  """`count` distinct line indices per example, real lines first (Gumbel top-k).
+
+  Each line's noise comes from its own index, so appending padding lines samples the same lines.
+  """
+  b, e = mask_BxE.shape
+  per_line = lambda i: jax.random.gumbel(jax.random.fold_in(rng, i), (b,))
+  gumbel_BxE = jax.vmap(per_line, out_axes=1)(jnp.arange(e))
   _, idx_BxR = jax.lax.top_k(jnp.where(mask_BxE, gumbel_BxE, -1e9), count)
   return idx_BxR
 
