@@ -89,7 +89,11 @@ def book_files(spec: str) -> Books:
 
 
 def tfds_pg19(split: str = "test", data_dir: str | None = None) -> Books:
-  """PG19 books from a local TFDS build (array_record), read by random access; never downloads."""
+  """PG19 books from a local TFDS build, read by random access; never downloads.
+
+  The build must be in a random-access format (array_record); TFDS raises NotImplementedError
+  with instructions otherwise.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top (heavy, optional)
   builder = tfds.builder("pg19", data_dir=data_dir)
   if not builder.is_prepared():

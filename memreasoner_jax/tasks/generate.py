@@ -67,7 +67,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     text = render()
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, NotImplementedError) as e:  # bad flags or sources
     sys.exit(f"generate: error: {e}")
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   output.atomic_write_text(_OUT.value, text)
