@@ -125,8 +125,14 @@ class MemReasoner:
     return mem.lines_per_chunk if self.chunked else mem.num_slots
 
   def init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> Params:
-    """Float32 parameters for batches shaped like `batch` (any B, E works afterwards)."""
+    """Float32 parameters for batches shaped like `batch` (any B, E works afterwards).
+
+    Jitted: one compilation is far cheaper than running each initialiser eagerly.
+    """
     _check_batch(batch)
+    return jax.jit(self._init)(rng, batch)
+
+  def _init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> Params:
     k_enc, k_tmp, k_hop, k_dec = jax.random.split(rng, 4)
     c = self.config.latent_size
     b, e, _ = batch["context_BxExT"].shape

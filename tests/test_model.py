@@ -39,15 +39,17 @@ def test_padding_lines_change_neither_readout_nor_output(tiny):
   model, params, _ = tiny
   plain = toy_batches.qa1_batch(3, seed=5, lines=7)
   padded = toy_batches.qa1_batch(3, seed=5, lines=7, pad_lines=9)
-  r, r_pad = model.reason(params, plain), model.reason(params, padded)
+  reason = jax.jit(model.reason)
+  r, r_pad = reason(params, plain), reason(params, padded)
   np.testing.assert_allclose(r_pad.readouts_BxHxC, r.readouts_BxHxC, atol=1e-5)
   np.testing.assert_allclose(r_pad.sims_BxHxE[..., :7], r.sims_BxHxE, atol=1e-5)
-  tokens, logits = model.generate(params, plain, 6)
-  tokens_pad, logits_pad = model.generate(params, padded, 6)
+  generate = jax.jit(model.generate, static_argnums=2)
+  tokens, logits = generate(params, plain, 6)
+  tokens_pad, logits_pad = generate(params, padded, 6)
   np.testing.assert_array_equal(tokens_pad, tokens)
   np.testing.assert_allclose(logits_pad, logits, atol=1e-4)
-  loss = losses.loss_fn(model, params, plain, None, 0, losses.loss_config())[0]
-  loss_pad = losses.loss_fn(model, params, padded, None, 0, losses.loss_config())[0]
+  loss_fn = jax.jit(lambda b: losses.loss_fn(model, params, b, None, 0, losses.loss_config())[0])
+  loss, loss_pad = loss_fn(plain), loss_fn(padded)
   np.testing.assert_allclose(loss_pad, loss, rtol=1e-5)
 
 
@@ -56,8 +58,9 @@ def test_padding_lines_change_nothing_with_chunked_memory():
   plain = toy_batches.qa1_batch(2, seed=6, lines=10)
   padded = toy_batches.qa1_batch(2, seed=6, lines=10, pad_lines=7)
   params = model.init(jax.random.PRNGKey(1), plain)
-  np.testing.assert_allclose(model.reason(params, padded).readouts_BxHxC,
-                             model.reason(params, plain).readouts_BxHxC, atol=1e-5)
+  reason = jax.jit(model.reason)
+  np.testing.assert_allclose(reason(params, padded).readouts_BxHxC,
+                             reason(params, plain).readouts_BxHxC, atol=1e-5)
 
 
 @pytest.mark.parametrize("rule", hops_lib.UPDATE_RULES)
@@ -83,7 +86,7 @@ def test_one_hop_is_one_read(tiny):
   model, params, batch = tiny
   one_hop = model_lib.MemReasoner(_config())
   params1 = one_hop.init(jax.random.PRNGKey(0), batch)
-  r = one_hop.reason(params1, batch)
+  r = jax.jit(one_hop.reason)(params1, batch)
   mem = memory.write(r.zt_BxExC, batch["line_mask_BxE"], params1["memory"]["prior"])
   readout, _ = memory.read(mem, r.query_BxC)
   np.testing.assert_allclose(r.readouts_BxHxC[:, 0], readout, atol=1e-5)
@@ -105,8 +108,8 @@ def test_kv_cache_decoding_matches_full_recompute(tiny, condition):
 def test_gradients_finite_and_reach_every_parameter(tiny):
   model, params, batch = tiny
   # 20 lines > K = 16 slots, so the memory prior matters; two hops, so the update is used.
-  grads = jax.grad(lambda p: losses.loss_fn(model, p, batch, jax.random.PRNGKey(1), 0,
-                                            losses.loss_config())[0])(params)
+  grads = jax.jit(jax.grad(lambda p: losses.loss_fn(model, p, batch, jax.random.PRNGKey(1), 0,
+                                                    losses.loss_config())[0]))(params)
   chex.assert_tree_all_finite(grads)
   flat = jax.tree_util.tree_flatten_with_path(grads)[0]
   dead = [jax.tree_util.keystr(path) for path, g in flat if not bool(jnp.any(g != 0))]
@@ -169,11 +172,11 @@ def test_bfloat16_compute_matches_float32(tiny):
   f32 = model_lib.MemReasoner(_config(**{"hops.num_hops": 2}))
   bf16 = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "dtype": "bfloat16"}))
   cfg = losses.loss_config()
-  loss32, m32 = losses.loss_fn(f32, params, batch, None, 0, cfg)
-  loss16, m16 = losses.loss_fn(bf16, params, batch, None, 0, cfg)
+  loss32 = jax.jit(lambda p, b: losses.loss_fn(f32, p, b, None, 0, cfg)[0])(params, batch)
+  loss16 = jax.jit(lambda p, b: losses.loss_fn(bf16, p, b, None, 0, cfg)[0])(params, batch)
   assert loss16.dtype == jnp.float32
   np.testing.assert_allclose(loss16, loss32, rtol=3e-2)
-  r32, r16 = f32.reason(params, batch), bf16.reason(params, batch)
+  r32, r16 = jax.jit(f32.reason)(params, batch), jax.jit(bf16.reason)(params, batch)
   latent_error = jnp.linalg.norm(r16.z_BxExC.astype(jnp.float32) - r32.z_BxExC)
   assert float(latent_error / jnp.linalg.norm(r32.z_BxExC)) < 2e-2
   # The memory algebra stays float32: the bf16 run's readout is exactly the float32 read of
