@@ -100,7 +100,7 @@ def _require(where: str, hf: dict[str, Any], key: str, allowed: tuple, why: str)
 _FIELDS = {"encoder": encoder_fields, "decoder": decoder_fields}
 
 
-def _model_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def model_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The `model` section of a full config, or the config itself if it is one."""
   return config.model if "model" in config else config
 
@@ -111,7 +111,7 @@ def configure(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   Fields not derived from config.json (pooling, latent size, memory, hops...) are kept.
   """
   config = config.copy_and_resolve_references()
-  model = _model_section(config)
+  model = model_section(config)
   for part, fields in _FIELDS.items():
     directory = model[part].init_from
     if directory:
@@ -269,7 +269,7 @@ def apply_init_from(config: ml_collections.ConfigDict, params: Params) -> Params
   `config` is the full config or its `model` section, already shaped by `configure`; `params`
   come from `MemReasoner(config.model).init`. Returns a new pytree of numpy arrays where loaded.
   """
-  model = _model_section(config)
+  model = model_section(config)
   out = dict(params)
   for part in _PLANS:
     directory = model[part].init_from
