@@ -233,7 +233,7 @@ def load_part(part: str, num_layers: int, weights: hf_weights.Weights,
   for tensor in plan(num_layers):
     name = _find(weights, tensor.theirs, prefixes)
     if name is None:
-      raise KeyError(f"{weights.directory}: tensor {tensor.theirs!r} (for {part} parameter "
+      raise LookupError(f"{weights.directory}: tensor {tensor.theirs!r} (for {part} parameter "
                      f"{'/'.join(tensor.ours)}) is missing from the checkpoint")
     node = out
     for key in tensor.ours[:-1]:
