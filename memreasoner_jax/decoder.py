@@ -84,6 +84,8 @@ class DecoderLayer(nn.Module):
 class Decoder(nn.Module):
   """Next-token logits for `tokens_BxT` given conditioning vectors `cond_BxNxC`.
 
+  N may be 0: with no memory slots the decoder computes exactly GPT-2 (the parity tests use it).
+
   Attributes:
     config: the `model.decoder` config.
     dtype: compute dtype; parameters and logits stay float32.

@@ -48,8 +48,13 @@ def token_cross_entropy(logits_NxTxV: jax.Array, targets_NxT: jax.Array,
 
 
 def _sample_lines(rng: jax.Array, mask_BxE: jax.Array, count: int) -> jax.Array:
-  """`count` distinct line indices per example, real lines first (Gumbel top-k)."""
-  gumbel_BxE = jax.random.gumbel(rng, mask_BxE.shape)
+  """`count` distinct line indices per example, real lines first (Gumbel top-k).
+
+  Each line's noise comes from its own index, so appending padding lines samples the same lines.
+  """
+  b, e = mask_BxE.shape
+  per_line = lambda i: jax.random.gumbel(jax.random.fold_in(rng, i), (b,))
+  gumbel_BxE = jax.vmap(per_line, out_axes=1)(jnp.arange(e))
   _, idx_BxR = jax.lax.top_k(jnp.where(mask_BxE, gumbel_BxE, -1e9), count)
   return idx_BxR
 
@@ -67,15 +72,17 @@ def _reconstruction_losses(model: model_lib.MemReasoner, params: model_lib.Param
   latents_BxRxC = jnp.take_along_axis(r.zt_BxExC, idx_BxR[..., None], axis=1).astype(jnp.float32)
   read_one = lambda q_BxC: memory.read_chunked(r.mem, q_BxC, combine=model.config.memory.combine)[0]
   readouts_BxRxC = jax.vmap(read_one, in_axes=1, out_axes=1)(latents_BxRxC)
-  inputs_NxT = lines_BxRxT.reshape(b * count, t)[:, :-1]
-  targets_NxT = lines_BxRxT.reshape(b * count, t)[:, 1:]
-  weights_NxT = (targets_NxT != tokens.PAD_ID) & real_BxR.reshape(-1)[:, None]
-
-  def recon(cond_BxRxC):
-    logits = model.decode(params, inputs_NxT, cond_BxRxC.reshape(b * count, 1, -1))
-    return token_cross_entropy(logits, targets_NxT, weights_NxT)
-
-  return recon(latents_BxRxC), recon(readouts_BxRxC)
+  # Both terms decode the same lines: one decoder call over both conditionings (2N sequences)
+  # compiles and runs once.
+  n = b * count
+  lines_NxT = lines_BxRxT.reshape(n, t)
+  inputs_2NxT = jnp.concatenate([lines_NxT[:, :-1]] * 2)
+  targets_2NxT = jnp.concatenate([lines_NxT[:, 1:]] * 2)
+  cond_2Nx1xC = jnp.concatenate([latents_BxRxC, readouts_BxRxC]).reshape(2 * n, 1, -1)
+  logits_2NxTxV = model.decode(params, inputs_2NxT, cond_2Nx1xC)
+  ce_2NxT = optax.softmax_cross_entropy_with_integer_labels(logits_2NxTxV, targets_2NxT)
+  weights_NxT = (lines_NxT[:, 1:] != tokens.PAD_ID) & real_BxR.reshape(-1)[:, None]
+  return _masked_mean(ce_2NxT[:n], weights_NxT), _masked_mean(ce_2NxT[n:], weights_NxT)
 
 
 def _supporting_fact_terms(r: model_lib.Reasoning, batch: dict[str, jax.Array],

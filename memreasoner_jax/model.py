@@ -17,6 +17,7 @@ tokens, S supporting facts):
   example_weight_B float  1 for real examples, 0 for batch padding
 """
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -124,8 +125,14 @@ class MemReasoner:
     return mem.lines_per_chunk if self.chunked else mem.num_slots
 
   def init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> Params:
-    """Float32 parameters for batches shaped like `batch` (any B, E works afterwards)."""
+    """Float32 parameters for batches shaped like `batch` (any B, E works afterwards).
+
+    Jitted: one compilation is far cheaper than running each initialiser eagerly.
+    """
     _check_batch(batch)
+    return jax.jit(self._init)(rng, batch)
+
+  def _init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> Params:
     k_enc, k_tmp, k_hop, k_dec = jax.random.split(rng, 4)
     c = self.config.latent_size
     b, e, _ = batch["context_BxExT"].shape
@@ -233,3 +240,28 @@ class MemReasoner:
         jnp.swapaxes(logits_LxBxV, 0, 1), (offsets_BxN - 1)[..., None], axis=1)
     return tokens_BxN, logits_BxNxV
 
+
+
+def batch_shapes(batch_size: int = 1, lines: int = 2, line_tokens: int = 8, query_tokens: int = 8,
+                 answer_tokens: int = 8, supports: int = 2) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shape-only stand-ins for a batch, for `jax.eval_shape(model.init, ...)`."""
+  spec = jax.ShapeDtypeStruct
+  b, e = batch_size, lines
+  return {
+      "context_BxExT": spec((b, e, line_tokens), jnp.int32),
+      "line_mask_BxE": spec((b, e), jnp.bool_),
+      "query_BxQ": spec((b, query_tokens), jnp.int32),
+      "answer_BxA": spec((b, answer_tokens), jnp.int32),
+      "answer_mask_BxA": spec((b, answer_tokens), jnp.bool_),
+      "prompt_len_B": spec((b,), jnp.int32),
+      "support_BxS": spec((b, supports), jnp.int32),
+      "sf_weight_B": spec((b,), jnp.float32),
+      "example_weight_B": spec((b,), jnp.float32),
+  }
+
+
+def parameter_counts(config: ml_collections.ConfigDict) -> dict[str, int]:
+  """Parameters per part (encoder, temporal, memory, hops, decoder), without allocating any."""
+  shapes = jax.eval_shape(MemReasoner(config).init, jax.random.PRNGKey(0), batch_shapes())
+  return {part: sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
+          for part, tree in shapes.items()}

@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from memreasoner_jax import tokens
+
 
 class Tokenizer(abc.ABC):
   """Text <-> token ids, with PAD/BOS/EOS roles the batch contract relies on."""
@@ -73,7 +75,7 @@ class ByteTokenizer(Tokenizer):
   Words never seen in training (the answer-renamed tests) are still spelled exactly.
   """
 
-  pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+  pad_id, bos_id, eos_id, unk_id = tokens.PAD_ID, tokens.BOS_ID, tokens.EOS_ID, tokens.UNK_ID
   _OFFSET = 4
 
   @property

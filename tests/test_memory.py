@@ -1,0 +1,128 @@
+"""Properties of Larimar's least-squares memory."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from memreasoner_jax import memory
+
+
+def _latents(seed, b, e, c):
+  return jax.random.normal(jax.random.PRNGKey(seed), (b, e, c))
+
+
+@pytest.mark.parametrize("pinv", memory.PINV_METHODS)
+@pytest.mark.parametrize("e", [1, 5, 16])
+def test_written_facts_read_back(pinv, e):
+  k, c = 16, 32
+  z = _latents(0, 3, e, c)
+  mem = memory.write(z, jnp.ones((3, e), bool), jnp.eye(k, c), pinv=pinv)
+  assert mem.shape == (3, k, c) and mem.dtype == jnp.float32
+  for i in range(e):
+    readout, weights = memory.read(mem, z[:, i], pinv=pinv)
+    assert weights.shape == (3, k)
+    # The regularised solve trades exactness for speed: its ridge costs about 1e-3 relative.
+    tol = {"svd": 5e-5, "ben_israel": 5e-4, "solve": 5e-3}[pinv]
+    np.testing.assert_allclose(readout, z[:, i], atol=tol * float(jnp.abs(z).max()))
+
+
+def test_query_orthogonal_to_every_fact_reads_about_zero():
+  k, c, e = 16, 32, 8
+  z = _latents(1, 2, e, c)
+  q = jax.random.normal(jax.random.PRNGKey(2), (2, c))
+  # Remove from q its projection onto the span of each example's facts.
+  q_orth = jnp.stack([
+      q[b] - z[b].T @ jnp.linalg.lstsq(z[b].T, q[b])[0] for b in range(2)])
+  mem = memory.write(z, jnp.ones((2, e), bool), jnp.eye(k, c))
+  readout, _ = memory.read(mem, q_orth)
+  assert float(jnp.abs(readout).max()) < 1e-4 * float(jnp.abs(q_orth).max())
+
+
+def test_readout_is_projection_onto_the_facts_span_for_a_learned_prior():
+  k, c, e = 12, 24, 6
+  z = _latents(3, 2, e, c)
+  prior = jnp.eye(k, c) + 0.1 * jax.random.normal(jax.random.PRNGKey(4), (k, c))
+  q = jax.random.normal(jax.random.PRNGKey(5), (2, c))
+  readout, _ = memory.read(memory.write(z, jnp.ones((2, e), bool), prior), q)
+  expected = jnp.stack([z[b].T @ jnp.linalg.lstsq(z[b].T, q[b])[0] for b in range(2)])
+  np.testing.assert_allclose(readout, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("pinv", memory.PINV_METHODS)
+def test_padding_lines_change_nothing(pinv):
+  z = _latents(6, 2, 7, 32)
+  mask = jnp.ones((2, 7), bool).at[1, 5:].set(False)
+  garbage = 100.0 * _latents(7, 2, 9, 32)
+  z_pad = jnp.concatenate([z, garbage], axis=1)
+  mask_pad = jnp.concatenate([mask, jnp.zeros((2, 9), bool)], axis=1)
+  prior = jnp.eye(16, 32)
+  mem, mem_pad = memory.write(z, mask, prior, pinv=pinv), memory.write(z_pad, mask_pad, prior, pinv=pinv)
+  np.testing.assert_allclose(mem_pad, mem, atol=1e-5)
+  q = z[:, 2] + 0.5
+  np.testing.assert_allclose(memory.read(mem_pad, q, pinv=pinv)[0], memory.read(mem, q, pinv=pinv)[0],
+                             atol=1e-5)
+
+
+def test_ben_israel_agrees_with_svd_where_it_converges():
+  a = jax.random.normal(jax.random.PRNGKey(8), (4, 10, 16))
+  svd = memory.pseudo_inverse(a, "svd")
+  ben = memory.pseudo_inverse(a, "ben_israel")
+  np.testing.assert_allclose(ben, svd, atol=1e-4)
+
+
+def test_ben_israel_large_norms_guarded_by_automatic_scale():
+  # Larimar's fixed initial scale diverges once alpha * sigma_max^2 > 2; the default scale
+  # 1 / ||A||_F^2 stays inside the convergence region at any norm.
+  a = 1e3 * jax.random.normal(jax.random.PRNGKey(9), (10, 16))
+  svd = memory.pseudo_inverse(a, "svd")
+  fixed = memory.pseudo_inverse(a, "ben_israel", ben_israel_alpha=1e-3)
+  assert not bool(jnp.all(jnp.isfinite(fixed))) or float(jnp.abs(fixed - svd).max()) > 1.0
+  auto = memory.pseudo_inverse(a, "ben_israel")
+  np.testing.assert_allclose(auto, svd, atol=1e-4 * float(jnp.abs(svd).max()))
+
+
+def test_solve_pseudo_inverse_matches_svd():
+  for shape in [(10, 16), (16, 10)]:
+    a = jax.random.normal(jax.random.PRNGKey(10), shape)
+    svd = memory.pseudo_inverse(a, "svd")
+    np.testing.assert_allclose(memory.pseudo_inverse(a, "solve"), svd,
+                               atol=3e-3 * float(jnp.abs(svd).max()))
+
+
+def test_one_chunk_is_the_single_memory():
+  z = _latents(11, 2, 12, 32)
+  mask = jnp.ones((2, 12), bool)
+  prior = jnp.eye(16, 32)
+  single = memory.write(z, mask, prior)
+  chunked = memory.write_chunked(z, mask, prior, lines_per_chunk=0)
+  q = z[:, 4]
+  np.testing.assert_allclose(memory.read_chunked(chunked, q)[0], memory.read(single, q)[0], atol=1e-5)
+
+
+def test_chunked_read_finds_a_fact_in_any_chunk():
+  z = _latents(12, 2, 40, 32)
+  mask = jnp.ones((2, 40), bool).at[:, 37:].set(False)
+  mem = memory.write_chunked(z, mask, jnp.eye(8, 32), lines_per_chunk=8)
+  assert mem.memory_BxNxKxC.shape == (2, 5, 8, 32)
+  for i in (0, 9, 20, 36):
+    readout, _, scores = memory.read_chunked(mem, z[:, i])
+    np.testing.assert_allclose(readout, z[:, i], atol=1e-4)
+    assert scores.shape == (2, 5)
+
+
+def test_bad_shapes_name_the_argument():
+  z = _latents(13, 2, 4, 8)
+  with pytest.raises(ValueError, match="facts_BxExC"):
+    memory.write(z[0], jnp.ones((2, 4), bool), jnp.eye(4, 8))
+  with pytest.raises(ValueError, match="mask_BxE"):
+    memory.write(z, jnp.ones((2, 5), bool), jnp.eye(4, 8))
+  with pytest.raises(ValueError, match="K >= 1"):
+    memory.write(z, jnp.ones((2, 4), bool), jnp.zeros((0, 8)))
+  with pytest.raises(ValueError, match="prior_KxC"):
+    memory.write(z, jnp.ones((2, 4), bool), jnp.eye(4, 6))
+  mem = memory.write(z, jnp.ones((2, 4), bool), jnp.eye(4, 8))
+  with pytest.raises(ValueError, match="query_BxC"):
+    memory.read(mem, jnp.ones((2, 7)))
+  with pytest.raises(ValueError, match="pinv method"):
+    memory.pseudo_inverse(z, "qr")

@@ -1,0 +1,210 @@
+"""Properties of the composed model: padding, hops, decoding, gradients, presets, dtypes."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from memreasoner_jax import hops as hops_lib
+from memreasoner_jax import losses
+from memreasoner_jax import memory
+from memreasoner_jax import model as model_lib
+from memreasoner_jax import presets
+from tests import toy_batches
+
+
+def _config(**overrides):
+  cfg = presets.model_config("tiny")
+  for key, value in overrides.items():
+    node = cfg
+    *path, leaf = key.split(".")
+    for p in path:
+      node = node[p]
+    node[leaf] = value
+  return cfg
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  model = model_lib.MemReasoner(_config(**{"hops.num_hops": 2}))
+  batch = toy_batches.qa1_batch(4, seed=0, lines=20)
+  params = model.init(jax.random.PRNGKey(0), batch)
+  return model, params, batch
+
+
+def test_padding_lines_change_neither_readout_nor_output(tiny):
+  model, params, _ = tiny
+  plain = toy_batches.qa1_batch(3, seed=5, lines=7)
+  padded = toy_batches.qa1_batch(3, seed=5, lines=7, pad_lines=9)
+  reason = jax.jit(model.reason)
+  r, r_pad = reason(params, plain), reason(params, padded)
+  np.testing.assert_allclose(r_pad.readouts_BxHxC, r.readouts_BxHxC, atol=1e-5)
+  np.testing.assert_allclose(r_pad.sims_BxHxE[..., :7], r.sims_BxHxE, atol=1e-5)
+  generate = jax.jit(model.generate, static_argnums=2)
+  tokens, logits = generate(params, plain, 6)
+  tokens_pad, logits_pad = generate(params, padded, 6)
+  np.testing.assert_array_equal(tokens_pad, tokens)
+  np.testing.assert_allclose(logits_pad, logits, atol=1e-4)
+  loss_fn = jax.jit(lambda b: losses.loss_fn(model, params, b, None, 0, losses.loss_config())[0])
+  loss, loss_pad = loss_fn(plain), loss_fn(padded)
+  np.testing.assert_allclose(loss_pad, loss, rtol=1e-5)
+
+
+def test_padding_lines_change_nothing_with_chunked_memory():
+  model = model_lib.MemReasoner(_config(**{"memory.mode": "chunked", "memory.lines_per_chunk": 4}))
+  plain = toy_batches.qa1_batch(2, seed=6, lines=10)
+  padded = toy_batches.qa1_batch(2, seed=6, lines=10, pad_lines=7)
+  params = model.init(jax.random.PRNGKey(1), plain)
+  reason = jax.jit(model.reason)
+  np.testing.assert_allclose(reason(params, padded).readouts_BxHxC,
+                             reason(params, plain).readouts_BxHxC, atol=1e-5)
+
+
+@pytest.mark.parametrize("rule", hops_lib.UPDATE_RULES)
+def test_scanned_hops_equal_an_unrolled_loop(rule):
+  b, e, c, hops = 3, 9, 16, 3
+  z = jax.random.normal(jax.random.PRNGKey(2), (b, e, c))
+  mask = jnp.ones((b, e), bool).at[0, 6:].set(False)
+  mem = memory.write_chunked(z, mask, jnp.eye(12, c))
+  query = jax.random.normal(jax.random.PRNGKey(3), (b, c))
+  op = hops_lib.HopOperator(hops, rule)
+  params = op.init(jax.random.PRNGKey(4), query, mem, z, mask)
+  readouts, sims, _ = op.apply(params, query, mem, z, mask)
+  step = hops_lib.Hop(rule)
+  u = query
+  for h in range(hops):
+    u, (readout, sim, _) = step.apply({"params": params.get("params", {}).get("hop", {})}, u,
+                                      jax.random.PRNGKey(0), mem, z, mask)
+    np.testing.assert_allclose(readouts[:, h], readout, atol=1e-6)
+    np.testing.assert_allclose(sims[:, h], sim, atol=1e-6)
+
+
+def test_one_hop_is_one_read(tiny):
+  model, params, batch = tiny
+  one_hop = model_lib.MemReasoner(_config())
+  params1 = one_hop.init(jax.random.PRNGKey(0), batch)
+  r = jax.jit(one_hop.reason)(params1, batch)
+  mem = memory.write(r.zt_BxExC, batch["line_mask_BxE"], params1["memory"]["prior"])
+  readout, _ = memory.read(mem, r.query_BxC)
+  np.testing.assert_allclose(r.readouts_BxHxC[:, 0], readout, atol=1e-5)
+
+
+@pytest.mark.parametrize("condition", model_lib.CONDITIONS)
+def test_kv_cache_decoding_matches_full_recompute(tiny, condition):
+  _, _, batch = tiny
+  model = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "decoder.condition": condition}))
+  params = model.init(jax.random.PRNGKey(7), batch)
+  tokens, logits = jax.jit(lambda p, b: model.generate(p, b, 8))(params, batch)
+  tokens_ref, logits_ref = jax.jit(lambda p, b: model.generate(p, b, 8, use_cache=False))(
+      params, batch)
+  assert tokens.shape == (4, 8) and logits.shape == (4, 8, 260)
+  np.testing.assert_array_equal(tokens, tokens_ref)
+  np.testing.assert_allclose(logits, logits_ref, atol=1e-4)
+
+
+def test_gradients_finite_and_reach_every_parameter(tiny):
+  model, params, batch = tiny
+  # 20 lines > K = 16 slots, so the memory prior matters; two hops, so the update is used.
+  grads = jax.jit(jax.grad(lambda p: losses.loss_fn(model, p, batch, jax.random.PRNGKey(1), 0,
+                                                    losses.loss_config())[0]))(params)
+  chex.assert_tree_all_finite(grads)
+  flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+  dead = [jax.tree_util.keystr(path) for path, g in flat if not bool(jnp.any(g != 0))]
+  assert not dead, f"parameters the loss does not reach: {dead}"
+
+
+def test_train_loss_and_gradient_traces_once(tiny):
+  model, params, _ = tiny
+  cfg = losses.loss_config()
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def grad_fn(p, b, step):
+    return jax.grad(lambda q: losses.loss_fn(model, q, b, jax.random.PRNGKey(step), step, cfg)[0])(p)
+
+  for step in range(3):
+    grad_fn(params, toy_batches.qa1_batch(4, seed=10 + step, lines=20), step)
+
+
+def test_every_preset_builds_without_allocating_and_counts_match_known_sizes():
+  # BERT without its pooler, GPT-2 with tied head (published sizes), plus our projections:
+  # to_latent (D_enc x C + C) and W_M (C x L*D_dec).
+  expected_bert = {"base": 108_891_648, "large": 334_092_288}
+  expected_gpt2 = {"base": 124_439_808, "large": 774_030_080}
+  for name in presets.PRESETS:
+    cfg = presets.model_config(name)
+    counts = model_lib.parameter_counts(cfg)
+    assert all(v > 0 for k, v in counts.items() if k != "temporal" or cfg.temporal.kind != "none")
+    c, enc, dec = cfg.latent_size, cfg.encoder, cfg.decoder
+    if name in expected_bert:
+      assert counts["encoder"] == expected_bert[name] + enc.d_model * c + c
+      assert counts["decoder"] == expected_gpt2[name] + c * dec.num_layers * dec.d_model
+      assert counts["memory"] == cfg.memory.num_slots * c
+  assert sum(model_lib.parameter_counts(presets.model_config("large")).values()) > 1.1e9
+
+
+def test_tiny_model_overfits_a_small_batch():
+  model = model_lib.MemReasoner(_config())
+  batch = toy_batches.qa1_batch(8, seed=11, lines=4)
+  params = model.init(jax.random.PRNGKey(8), batch)
+  opt = optax.adam(3e-3)
+  cfg = losses.loss_config()
+
+  @jax.jit
+  def step(p, s, i):
+    (loss, metrics), g = jax.value_and_grad(
+        lambda q: losses.loss_fn(model, q, batch, jax.random.PRNGKey(i), i, cfg), has_aux=True)(p)
+    updates, s = opt.update(g, s, p)
+    return optax.apply_updates(p, updates), s, metrics
+
+  state = opt.init(params)
+  for i in range(250):
+    params, state, metrics = step(params, state, i)
+  assert float(metrics["answer_loss"]) < 0.05, metrics
+  assert float(metrics["answer_exact"]) == 1.0
+
+
+def test_bfloat16_compute_matches_float32(tiny):
+  _, params, batch = tiny
+  f32 = model_lib.MemReasoner(_config(**{"hops.num_hops": 2}))
+  bf16 = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "dtype": "bfloat16"}))
+  cfg = losses.loss_config()
+  loss32 = jax.jit(lambda p, b: losses.loss_fn(f32, p, b, None, 0, cfg)[0])(params, batch)
+  loss16 = jax.jit(lambda p, b: losses.loss_fn(bf16, p, b, None, 0, cfg)[0])(params, batch)
+  assert loss16.dtype == jnp.float32
+  np.testing.assert_allclose(loss16, loss32, rtol=3e-2)
+  r32, r16 = jax.jit(f32.reason)(params, batch), jax.jit(bf16.reason)(params, batch)
+  latent_error = jnp.linalg.norm(r16.z_BxExC.astype(jnp.float32) - r32.z_BxExC)
+  assert float(latent_error / jnp.linalg.norm(r32.z_BxExC)) < 2e-2
+  # The memory algebra stays float32: the bf16 run's readout is exactly the float32 read of
+  # its own latents. (Against the float32 run it differs by the latents' error times the
+  # conditioning of the least-squares read, which bf16 cannot bound tightly.)
+  assert r16.readouts_BxHxC.dtype == jnp.float32
+  mem = memory.write(r16.zt_BxExC, batch["line_mask_BxE"], params["memory"]["prior"])
+  readout, _ = memory.read(mem, r16.query_BxC.astype(jnp.float32))
+  np.testing.assert_allclose(r16.readouts_BxHxC[:, 0], readout, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("memory.num_slots", 0, "num_slots"),
+    ("hops.num_hops", 0, "num_hops"),
+    ("latent_size", 63, "even"),
+    ("hops.update_rule", "sum", "update_rule"),
+    ("memory.pinv", "qr", "pinv"),
+])
+def test_impossible_config_values_name_the_field(key, value, match):
+  with pytest.raises(ValueError, match=match):
+    model_lib.MemReasoner(_config(**{key: value}))
+
+
+def test_batch_of_wrong_rank_names_the_array(tiny):
+  model, params, batch = tiny
+  bad = dict(batch, context_BxExT=batch["context_BxExT"][0])
+  with pytest.raises(ValueError, match="context_BxExT"):
+    model.reason(params, bad)
+  bad = dict(batch, line_mask_BxE=batch["line_mask_BxE"][:, :3])
+  with pytest.raises(ValueError, match="line_mask_BxE"):
+    model.reason(params, bad)
