@@ -81,7 +81,10 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   # evaluation filler never uses (0: clean stories, as the paper trains).
   config.data.train_filler_max = 0
   config.data.eval_length = "0k"  # held-out haystack length: 0k (clean) or 1k..128k tokens
-  config.data.tokenizer = "byte"  # "byte", or a Hugging Face tokenizer file or directory
+  # Tokenizer of lines and questions: "byte", or a Hugging Face tokenizer file or directory
+  # (set from model.encoder.init_from when starting from a pretrained encoder).
+  config.data.encoder_tokenizer = "byte"
+  config.data.decoder_tokenizer = ""  # tokenizer of answers; "" uses encoder_tokenizer
   config.data.prefetch = 2  # batches built ahead in a background thread
 
   config.optimizer = ml_collections.ConfigDict()

@@ -30,7 +30,7 @@ class IncompatibleCheckpointError(ValueError):
 
 
 def model_metadata(config: ml_collections.ConfigDict, abstract_params: Any,
-                   tokenizer_spec: str) -> dict[str, Any]:
+                   tokenizers: dict[str, str]) -> dict[str, Any]:
   """What a checkpoint must agree on to be restored into this model (JSON-able)."""
   shapes = {jax.tree_util.keystr(path): [list(leaf.shape), str(leaf.dtype)]
             for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_params)[0]}
@@ -39,7 +39,7 @@ def model_metadata(config: ml_collections.ConfigDict, abstract_params: Any,
       "model": config.model.to_dict(),
       "param_shapes": shapes,
       "num_params": int(sum(np.prod(s) for s, _ in shapes.values())),
-      "tokenizer": tokenizer_spec,
+      "tokenizers": tokenizers,  # {"encoder": spec, "decoder": spec} for tokenizers.from_spec
   }))
 
 
@@ -55,7 +55,7 @@ def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
   """Human-readable `key: checkpoint X, config Y` lines for every field that differs."""
   lines = []
-  for section in ("format", "tokenizer", "model", "param_shapes"):
+  for section in ("format", "tokenizers", "model", "param_shapes"):
     prefix = "" if section == "param_shapes" else section
     old, new = _flatten(saved.get(section), prefix), _flatten(current.get(section), prefix)
     for key in sorted(set(old) | set(new)):

@@ -30,12 +30,13 @@ def task_names(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def make_batcher(cfg: ml_collections.ConfigDict) -> batching.Batcher:
-  tokenizer = tokenizers.from_spec(cfg.tokenizer)
+  encoder_tokenizer = tokenizers.from_spec(cfg.encoder_tokenizer)
+  decoder_tokenizer = tokenizers.from_spec(cfg.decoder_tokenizer) if cfg.decoder_tokenizer else None
   shape = batching.BatchShape(
       line_tokens=cfg.line_tokens, query_tokens=cfg.query_tokens,
       answer_tokens=cfg.answer_tokens, supports=cfg.supports,
       line_buckets=batching.line_buckets(cfg.line_bucket, cfg.max_lines))
-  return batching.Batcher(shape, tokenizer, sf_fraction=cfg.sf_fraction)
+  return batching.Batcher(shape, encoder_tokenizer, decoder_tokenizer, sf_fraction=cfg.sf_fraction)
 
 
 def _fit_lines(examples: list[Example], cfg: ml_collections.ConfigDict) -> list[Example]:

@@ -25,7 +25,9 @@ import numpy as np
 import optax
 
 from memreasoner_jax import checkpointing
+from memreasoner_jax import convert
 from memreasoner_jax import evaluate as evaluate_lib
+from memreasoner_jax import hf_import
 from memreasoner_jax import input as input_lib
 from memreasoner_jax import losses
 from memreasoner_jax import metric_writers
@@ -104,6 +106,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   when the loss stops being finite (the last good checkpoint stays in `workdir`).
   """
   cfg = config
+  if cfg.model.encoder.init_from or cfg.model.decoder.init_from:
+    cfg = hf_import.configure(cfg)  # shapes and tokenizers follow the pretrained checkpoints
+    convert.record_tokenizers(cfg)
   os.makedirs(workdir, exist_ok=True)
   writer = metric_writers.MetricWriter(workdir)
   logging.info("Config:\n%s", cfg)
@@ -122,6 +127,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_iter = pipeline.TrainIterator(train_examples, batcher, cfg.data.global_batch,
                                       seed=cfg.training.seed, prefetch=cfg.data.prefetch)
   init_batch = batcher(train_examples[:1])  # identical on every host; only its shapes matter
+  for part, tok in (("encoder", batcher.encoder_tokenizer), ("decoder", batcher.decoder_tokenizer)):
+    if tok.vocab_size > cfg.model[part].vocab_size:
+      raise ValueError(f"tokenizer {tok.spec!r} has {tok.vocab_size} ids but "
+                       f"model.{part}.vocab_size is {cfg.model[part].vocab_size}")
 
   # Model and optimizer.
   model = model_lib.MemReasoner(cfg.model)
@@ -132,7 +141,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # Sharded state: shapes first, shardings from them, then initialise or restore into them.
   abstract_state = jax.eval_shape(init_fn)
   state_sharding = parallel.state_shardings(abstract_state, mesh, cfg.mesh.fsdp_min_size)
-  metadata = checkpointing.model_metadata(cfg, abstract_state.params, batcher.encoder_tokenizer.spec)
+  metadata = checkpointing.model_metadata(
+      cfg, abstract_state.params,
+      {"encoder": batcher.encoder_tokenizer.spec, "decoder": batcher.decoder_tokenizer.spec})
   logging.info("Model: %s parameters", f"{metadata['num_params']:,}")
   ckpt = checkpointing.Checkpointer(workdir, cfg.training.keep_checkpoints)
   restored = ckpt.restore(jax.tree.map(
@@ -140,6 +151,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       abstract_state, state_sharding), metadata)
   if restored is None:
     state = jax.jit(init_fn, out_shardings=state_sharding)()
+    # Pretrained encoder/decoder weights (every host reads the same files); Adam's moments start
+    # at zero whatever the parameters are, so the optimizer state needs no change.
+    state = state.replace(params=jax.device_put(hf_import.apply_init_from(cfg, state.params),
+                                                state_sharding.params))
   else:
     state, data_state, _ = restored
     train_iter.set_state(data_state)

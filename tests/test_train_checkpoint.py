@@ -102,7 +102,7 @@ def test_checkpoint_of_another_model_is_refused_naming_the_difference(tmp_path):
   abstract = jax.eval_shape(model.init, jax.random.key(0), toy_batches.qa1_batch(2))
   ckpt = checkpointing.Checkpointer(str(tmp_path), keep=1)
   ckpt.save(1, {"step": jnp.ones((), jnp.int32)}, other,
-            checkpointing.model_metadata(other, abstract, "byte"), {})
+            checkpointing.model_metadata(other, abstract, {"encoder": "byte", "decoder": "byte"}), {})
   ckpt.close()
   with pytest.raises(checkpointing.IncompatibleCheckpointError) as error:
     train.train_and_evaluate(_config(), str(tmp_path))
