@@ -19,6 +19,9 @@ from memreasoner_jax import metric_writers
 from memreasoner_jax import model as model_lib
 from memreasoner_jax import train
 from tests import toy_batches
+from tests import train_testing
+
+train_testing.use_compilation_cache()
 
 ARG = "qa1,tiny,runlocal"
 # A short run with no evaluation (it has its own tests); every step logged.
