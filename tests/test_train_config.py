@@ -77,7 +77,7 @@ def test_weight_decay_skips_biases_norms_embeddings_and_prior():
   assert mask == {"dense": {"kernel": True, "bias": False}, "norm": {"scale": False},
                   "embed": {"embedding": False}, "memory": {"prior": False}}
   cfg = babi.get_config("qa1,tiny").optimizer
-  tx, _ = optimizer_lib.make_optimizer(cfg, 10)
+  tx, _ = optimizer_lib.make_optimizer(cfg, 400)
   updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
   assert float(jnp.abs(updates["dense"]["bias"]).max()) == 0.0  # zero grads, no decay
   assert float(jnp.abs(updates["dense"]["kernel"]).max()) == 0.0  # lr is 0 at step 0
