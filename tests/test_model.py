@@ -208,3 +208,27 @@ def test_batch_of_wrong_rank_names_the_array(tiny):
   bad = dict(batch, line_mask_BxE=batch["line_mask_BxE"][:, :3])
   with pytest.raises(ValueError, match="line_mask_BxE"):
     model.reason(params, bad)
+
+
+def test_read_noise_kl_follows_its_cyclic_schedule_and_trains_the_noise_scale():
+  model = model_lib.MemReasoner(_config(**{"memory.read_noise": True,
+                                           "memory.write_noise_std": 0.1}))
+  batch = toy_batches.qa1_batch(4, seed=13, lines=5)
+  params = model.init(jax.random.PRNGKey(9), batch)
+  cfg = losses.loss_config()
+  cfg.kl_weight, cfg.kl_cycle_steps = 1.0, 100
+
+  @jax.jit
+  def run(p, step):
+    return jax.value_and_grad(
+        lambda q: losses.loss_fn(model, q, batch, jax.random.PRNGKey(2), step, cfg), has_aux=True)(p)
+
+  (loss_start, metrics), _ = run(params, 0)  # the cycle starts with weight 0
+  (loss_mid, metrics_mid), grads = run(params, 50)  # weight 1 from half a cycle on
+  assert float(metrics["kl"]) > 0
+  np.testing.assert_allclose(float(metrics_mid["kl"]), float(metrics["kl"]), rtol=1e-5)
+  np.testing.assert_allclose(float(loss_mid - loss_start), float(metrics["kl"]), rtol=1e-4)
+  noise_grad = grads["hops"]["hop"]["read_log_std"]["kernel"]
+  assert bool(jnp.any(noise_grad != 0)) and bool(jnp.all(jnp.isfinite(noise_grad)))
+  # Without an rng (evaluation) no noise is drawn and the KL is not counted.
+  assert float(losses.loss_fn(model, params, batch, None, 50, cfg)[1]["kl"]) == 0.0
