@@ -65,7 +65,7 @@ def process_place(coordinator_address: str = "", num_processes: int = 1, process
   """
   cluster = _cluster_environment()
   if coordinator_address:
-    return ProcessPlace(coordinator_address, num_processes, process_id, None, "flags")
+    return ProcessPlace(coordinator_address, num_processes, process_id, None, "the flags")
   if cluster is None:
     if num_processes != 1:
       raise ValueError(f"--num_processes={num_processes} needs --coordinator_address")
