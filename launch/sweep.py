@@ -110,7 +110,10 @@ def load_sweep(path: str, arg: str | None) -> list[dict[str, Any]]:
   spec.loader.exec_module(module)
   if not hasattr(module, "get_sweep"):
     raise SweepError(f"{path} defines no get_sweep(arg)")
-  entries = module.get_sweep() if arg is None else module.get_sweep(arg)
+  try:
+    entries = module.get_sweep() if arg is None else module.get_sweep(arg)
+  except (TypeError, ValueError) as e:
+    raise SweepError(f"{path}: get_sweep({'' if arg is None else repr(arg)}): {e}") from None
   if not entries or not all(isinstance(e, dict) for e in entries):
     raise SweepError(f"{path}: get_sweep must return a non-empty list of dicts")
   return entries
@@ -183,6 +186,10 @@ def final_metrics(run: Run) -> dict[str, float] | None:
   if "train/loss" not in merged or (run.resolved.data.eval_examples > 0 and not evaluated):
     return None
   return merged
+
+
+def is_finished(run: Run) -> bool:
+  return os.path.exists(run.final_metrics_path) or final_metrics(run) is not None
 
 
 def record_if_finished(run: Run) -> bool:
@@ -277,17 +284,17 @@ def main(argv: Sequence[str]) -> None:
     runs = expand(_CONFIG.value, workdir, common_overrides)
   except SweepError as e:
     sys.exit(f"ERROR: {e}\nNo run was started.")
-  finished = [r for r in runs if os.path.exists(r.final_metrics_path)]
-  todo = [r for r in runs if r not in finished]
+  finished = {r.name for r in runs if is_finished(r)}
+  todo = [r for r in runs if r.name not in finished]
   print(f"{len(runs)} runs in {workdir}: {len(finished)} finished, {len(todo)} to run", flush=True)
   if _DRY_RUN.value:
     for run in runs:
-      status = "finished" if run in finished else "to run"
+      status = "finished" if run.name in finished else "to run"
       print(f"\n[{status}] {run.name}\n  python -m memreasoner_jax.main "
             f"{shlex.join(run.main_flags(passthrough))}")
     return
-  for run in finished:
-    print(f"skipped (finished): {run.name}")
+  for name in sorted(finished):
+    print(f"skipped (finished): {name}")
   os.makedirs(workdir, exist_ok=True)
   statuses = {}
   if _SLURM.value:

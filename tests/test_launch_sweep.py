@@ -114,9 +114,14 @@ def test_dry_run_lists_the_paper_grid(tmp_path):
 
 def test_slurm_mode_writes_one_sbatch_command_per_unfinished_run(tmp_path):
   config, out = _config_file(tmp_path, GRID), tmp_path / "sweep"
+  # One run already ran to its end elsewhere (a SLURM job): its metrics reach step 7 and the
+  # evaluation there; another stopped early (preempted).
   finished = out / "data.train_seed=0,data.sf_fraction=0.0"
-  finished.mkdir(parents=True)
-  (finished / sweep.FINAL_METRICS).write_text('{"step": 2, "train/loss": 1.5}')
+  stopped = out / "data.train_seed=1,data.sf_fraction=0.0"
+  for workdir, last in ((finished, 7), (stopped, 5)):
+    workdir.mkdir(parents=True)
+    (workdir / "metrics.jsonl").write_text(
+        f'{{"step": {last}, "train/loss": 1.5}}\n{{"step": {last}, "eval/qa1/babilong": 0.25}}\n')
   result = _sweep(config, out, "--slurm", "--slurm_args=--nodes=2 --time=1:00:00", "--",
                   "--config.training.num_steps=7", "--join_timeout=60")
   assert result.returncode == 0, result.stderr[-3000:]
@@ -142,3 +147,6 @@ def test_slurm_mode_writes_one_sbatch_command_per_unfinished_run(tmp_path):
                          "--config.training.num_steps=7 --join_timeout=60")
   rows = _table(out)
   assert [r["status"] for r in rows] == ["finished"] + ["not finished"] * 3
+  assert (rows[0]["step"], rows[0]["eval/qa1/babilong"]) == ("7", "0.25")
+  assert (finished / sweep.FINAL_METRICS).is_file()
+  assert not (stopped / sweep.FINAL_METRICS).exists()
