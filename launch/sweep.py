@@ -56,8 +56,8 @@ _CONFIG = flags.DEFINE_string("config", None, "Config file and argument, e.g. "
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the sweep: one workdir per run and "
                                "the results table (default: sweeps/<config name>-<argument>).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "List the runs and their commands; run nothing.")
-_PARALLEL = flags.DEFINE_integer("parallel", 1, "Local runs at once (they share this host's "
-                                 "devices: meant for CPUs, or one run per host's accelerators).")
+_PARALLEL = flags.DEFINE_integer("parallel", 1, "Local runs at once; they share this host's "
+                                 "devices, so more than 1 is meant for CPU runs.")
 _SLURM = flags.DEFINE_bool("slurm", False, "Write one sbatch command per unfinished run to "
                            f"<workdir>/{SLURM_SCRIPT} (using launch/slurm.sbatch) instead of "
                            "running locally.")
