@@ -24,11 +24,13 @@ setuptools.setup(
         "absl-py>=2.0",
         "numpy>=1.26",
         "safetensors>=0.4",  # Hugging Face checkpoints (hf_weights); small, no torch needed
+        "matplotlib>=3.8",  # the figure of a sweep's results (launch/sweep.py)
     ],
     extras_require={
         "test": [
             "pytest>=8",
             "pytest-xdist>=3",
+            "pyyaml>=6",  # reads the generated Kubernetes manifests back
             # Parity with the originals: the CPU torch build (an unpinned torch pulls CUDA, GBs).
             "torch==2.13.0",
             "transformers>=5",

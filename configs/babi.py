@@ -10,15 +10,24 @@ Launch (one host, every local device):
 
 Any field can be overridden on the command line, e.g. `--config.training.num_steps=2000`; the
 config is locked, so a misspelled key fails at once.
+
+The paper's grid (`get_sweep`): supporting-fact fraction x task x temporal encoding x update rule,
+128 runs of the argument's preset:
+
+  python launch/sweep.py --config=configs/babi.py:qa1,tiny --dry_run
+  python launch/sweep.py --config=configs/babi.py:qa1,small --workdir=/tmp/grid --parallel=2
 """
 
 import ml_collections
 
+from memreasoner_jax import hops
 from memreasoner_jax import losses
 from memreasoner_jax import presets
 
 TASKS = ("qa1", "qa2", "vt1", "vt2")
 TWO_HOP_TASKS = ("qa2", "vt2")
+SWEEP_SF_FRACTIONS = (0.0, 0.01, 0.1, 1.0)  # supporting-fact supervision: none, 1%, 10%, all
+SWEEP_TEMPORAL = ("bigru", "none")  # temporal encoding on and off
 
 # preset: (global batch, train steps, peak learning rate, compute dtype, fsdp axis size)
 _PRESET_TRAINING = {
@@ -131,3 +140,18 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
 
   config.lock()
   return config
+
+
+def get_sweep(arg: str = "qa1,tiny") -> list[dict[str, object]]:
+  """The paper's grid, one dict of overrides per run (launch/sweep.py runs them).
+
+  The task is part of the config argument, so each run carries its own: the key "arg" replaces
+  the tasks of `arg` with one task and keeps its preset and runlocal. The other keys are config
+  fields; sf_fraction overrides the per-task default.
+  """
+  _, preset, runlocal = _parse(arg)
+  rest = preset + (",runlocal" if runlocal else "")
+  return [{"arg": f"{task},{rest}", "data.sf_fraction": sf, "model.temporal.kind": temporal,
+           "model.hops.update_rule": rule}
+          for task in TASKS for sf in SWEEP_SF_FRACTIONS for temporal in SWEEP_TEMPORAL
+          for rule in hops.UPDATE_RULES]

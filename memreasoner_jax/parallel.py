@@ -11,11 +11,15 @@ type and require the model's reshapes and gathers (lines -> B*E sequences, top-k
 take_along_axis) to state their output shardings.
 """
 
+import dataclasses
 import os
 import threading
 
 from absl import logging
 import jax
+# JAX's cluster detection (SLURM, Cloud TPU, Open MPI, ...): what jax.distributed.initialize
+# reads when given no addresses. Used directly to log and check a process's place before joining.
+from jax._src import clusters
 import ml_collections
 import numpy as np
 
@@ -27,7 +31,9 @@ BATCH_AXES = (DATA, FSDP)
 def _cluster_environment() -> str | None:
   """Names the multi-host launcher whose environment jax.distributed can read by itself."""
   env = os.environ
-  if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in env:
+  # The variables JAX's SLURM detection reads; srun sets them for each task of a job step.
+  slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")
+  if int(env.get("SLURM_NTASKS", "1")) > 1 and all(v in env for v in slurm):
     return "SLURM"
   if "," in env.get("TPU_WORKER_HOSTNAMES", ""):
     return "Cloud TPU pod"
@@ -36,26 +42,57 @@ def _cluster_environment() -> str | None:
   return None
 
 
+@dataclasses.dataclass(frozen=True)
+class ProcessPlace:
+  """Where this process sits in a multi-host run."""
+  coordinator_address: str
+  num_processes: int
+  process_id: int
+  local_device_ids: list[int] | None  # None: every local device
+  source: str  # the flags, or the cluster whose environment said so
+
+  def __str__(self) -> str:
+    return (f"coordinator {self.coordinator_address} as process {self.process_id} of "
+            f"{self.num_processes} (from {self.source})")
+
+
+def process_place(coordinator_address: str = "", num_processes: int = 1, process_id: int = 0,
+                  timeout_s: int = 300) -> ProcessPlace | None:
+  """This process's place from the flags or the cluster environment; None for a single process.
+
+  A cluster's environment is read by JAX's own detection, the code jax.distributed.initialize
+  runs, so what is logged (and tested) is what the runtime is given.
+  """
+  cluster = _cluster_environment()
+  if coordinator_address:
+    return ProcessPlace(coordinator_address, num_processes, process_id, None, "the flags")
+  if cluster is None:
+    if num_processes != 1:
+      raise ValueError(f"--num_processes={num_processes} needs --coordinator_address")
+    return None
+  address, count, index, device_ids = clusters.ClusterEnv.auto_detect_unset_distributed_params(
+      coordinator_address=None, num_processes=None, process_id=None, local_device_ids=None,
+      cluster_detection_method=None, initialization_timeout=timeout_s)
+  return ProcessPlace(address, count, index, None if device_ids is None else list(device_ids),
+                      f"the {cluster} environment")
+
+
 def initialize_distributed(coordinator_address: str = "", num_processes: int = 1,
                            process_id: int = 0, timeout_s: int = 300) -> None:
   """Joins a multi-host run, or does nothing for a single process.
 
   With a coordinator address the flags say who is who; on SLURM, Cloud TPU pods and Open MPI
-  jax.distributed reads it from the environment. If not every process has joined within
-  `timeout_s`, this process prints which run it waited for and exits with status 1, instead of
-  hanging or dying inside the runtime with a bare RPC deadline.
+  the environment does. If not every process has joined within `timeout_s`, this process prints
+  which run it waited for and exits with status 1, instead of hanging or dying inside the
+  runtime with a bare RPC deadline.
   """
-  cluster = _cluster_environment()
-  if not coordinator_address and cluster is None:
-    if num_processes != 1:
-      raise ValueError(f"--num_processes={num_processes} needs --coordinator_address")
+  place = process_place(coordinator_address, num_processes, process_id, timeout_s)
+  if place is None:
     return
-  where = (f"coordinator {coordinator_address} as process {process_id} of {num_processes}"
-           if coordinator_address else f"the {cluster} job (addresses from its environment)")
-  logging.info("Joining the multi-host run at %s (timeout %ds)", where, timeout_s)
+  logging.info("Joining the multi-host run at %s (timeout %ds)", place, timeout_s)
 
   def give_up():
-    message = (f"ERROR: not every process joined the multi-host run at {where} within "
+    message = (f"ERROR: not every process joined the multi-host run at {place} within "
                f"{timeout_s}s; check that all processes were started with the same "
                "coordinator address and process count, and that the coordinator is reachable.")
     print(message, flush=True)
@@ -67,11 +104,8 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 1
   watchdog.start()
   try:
     # The runtime's own deadline is a backstop past ours, so our message is the one seen.
-    if coordinator_address:
-      jax.distributed.initialize(coordinator_address, num_processes, process_id,
-                                 initialization_timeout=timeout_s + 30)
-    else:
-      jax.distributed.initialize(initialization_timeout=timeout_s + 30)
+    jax.distributed.initialize(place.coordinator_address, place.num_processes, place.process_id,
+                               place.local_device_ids, initialization_timeout=timeout_s + 30)
   finally:
     watchdog.cancel()
   logging.info("Process %d of %d, %d local of %d devices", jax.process_index(),

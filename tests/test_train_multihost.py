@@ -5,56 +5,35 @@ checkpoints (several JAX processes on two cores slow each other down many times 
 """
 
 import os
-import re
-import socket
 import subprocess
 import sys
 import time
 
 import orbax.checkpoint as ocp
 
-STEPS = 3
-COMMON = ["--config=configs/babi.py:qa1,tiny,runlocal", f"--config.training.num_steps={STEPS}",
-          "--config.training.log_every=1", f"--config.training.checkpoint_every={STEPS}",
-          "--config.data.eval_examples=0", "--config.data.global_batch=4",
-          "--config.data.train_examples=50", "--config.data.prefetch=0"]
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def _env() -> dict[str, str]:
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-  env["JAX_PLATFORMS"] = "cpu"
-  return env
+from tests import train_testing
+from tests.train_testing import MULTIHOST_STEPS as STEPS
 
 
 def _worker(workdir, port, process_id, num_processes=2, timeout_s=20):
   command = ["timeout", "420", sys.executable, "-m", "memreasoner_jax.main", f"--workdir={workdir}",
              f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={num_processes}",
-             f"--process_id={process_id}", f"--join_timeout={timeout_s}"] + COMMON
+             f"--process_id={process_id}", f"--join_timeout={timeout_s}",
+             *train_testing.MULTIHOST_FLAGS]
   return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=_env())
-
-
-def _losses(output: str) -> list[str]:
-  return re.findall(r"step (\d+)/\d+ loss ([0-9.]+)", output)
+                          env=train_testing.one_device_env())
 
 
 def test_two_processes_train_checkpoint_and_agree(tmp_path):
-  port = _free_port()
+  port = train_testing.free_port()
   workers = [_worker(tmp_path, port, i, timeout_s=120) for i in range(2)]
   outputs = [w.communicate(timeout=450)[0] for w in workers]
   for w, out in zip(workers, outputs):
     assert w.returncode == 0, out[-4000:]
   assert "Mesh {'data': 2, 'fsdp': 1} over 2 devices of 2 process(es)" in outputs[0]
   # Both processes computed the same global losses, step by step.
-  assert len(_losses(outputs[0])) == STEPS
-  assert _losses(outputs[0]) == _losses(outputs[1])
+  assert len(train_testing.logged_losses(outputs[0])) == STEPS
+  assert train_testing.logged_losses(outputs[0]) == train_testing.logged_losses(outputs[1])
   manager = ocp.CheckpointManager(os.path.join(tmp_path, "checkpoints"))
   assert manager.latest_step() == STEPS
   # Only process 0 writes metrics.
@@ -63,7 +42,7 @@ def test_two_processes_train_checkpoint_and_agree(tmp_path):
 
 def test_a_worker_that_never_joins_ends_the_other_with_a_clear_error(tmp_path):
   start = time.time()
-  lonely = _worker(tmp_path, _free_port(), 0, timeout_s=5)
+  lonely = _worker(tmp_path, train_testing.free_port(), 0, timeout_s=5)
   output = lonely.communicate(timeout=120)[0]
   assert lonely.returncode == 1, output[-3000:]
   assert "not every process joined the multi-host run" in output
