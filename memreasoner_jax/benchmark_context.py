@@ -18,6 +18,7 @@ lengths. Prints a table with the ratios and the growth exponents, and writes JSO
 import functools
 import json
 import math
+import os
 import statistics
 import time
 from typing import Any, Callable
@@ -138,6 +139,7 @@ def extrapolate(points: list[tuple[int, float]], length: int) -> float | None:
 
 def run(preset: str, task: str, lengths: list[str]) -> dict[str, Any]:
   """Both models at every length; the results as one JSON-able dict."""
+  load_before = os.getloadavg()[0]
   cfg = make_config(preset, task, _DTYPE.value, _MEMORY_MODE.value)
   examples = {name: haystack(cfg, name, _SEED.value) for name in lengths}
   batches = {name: make_batch(cfg, ex) for name, ex in examples.items()}
@@ -188,7 +190,9 @@ def run(preset: str, task: str, lengths: list[str]) -> dict[str, Any]:
   device = jax.devices()[0]
   return {"preset": preset, "task": task, "device": device.device_kind,
           "platform": device.platform, "dtype": _DTYPE.value, "memory_mode": _MEMORY_MODE.value,
-          "max_new_tokens": new, "repeats": _REPEATS.value, "rows": rows, "growth": growth}
+          "max_new_tokens": new, "repeats": _REPEATS.value, "rows": rows, "growth": growth,
+          # Other work on the machine slows both models (1-minute load average, start and end).
+          "load_average": [load_before, os.getloadavg()[0]], "cpu_count": os.cpu_count()}
 
 
 def _growth(points: list[tuple[int, float]]) -> dict[str, float | None]:
