@@ -1,12 +1,14 @@
 r"""Train MemReasoner on generated bAbI-style tasks (qa1, qa2, vt1, vt2 and mixtures).
 
-The argument is "<tasks>,<preset>[,runlocal]": tasks is one task or a '+' mixture
-(qa1, qa2, vt1, vt2, e.g. qa1+qa2), preset one of tiny, small, base, large; runlocal shrinks the
-run to a smoke test that finishes in about a minute on a laptop CPU.
+The argument is "<tasks>,<preset>[,baseline][,runlocal]": tasks is one task or a '+' mixture
+(qa1, qa2, vt1, vt2, e.g. qa1+qa2), preset one of tiny, small, base, large; baseline trains the
+full-attention baseline of the preset's decoder instead of MemReasoner (model.kind); runlocal
+shrinks the run to a smoke test that finishes in about a minute on a laptop CPU.
 
 Launch (one host, every local device):
 
   python -m memreasoner_jax.main --config=configs/babi.py:qa1,tiny --workdir=/tmp/qa1_tiny
+  python -m memreasoner_jax.main --config=configs/babi.py:qa1,tiny,baseline --workdir=/tmp/qa1_fa
 
 Any field can be overridden on the command line, e.g. `--config.training.num_steps=2000`; the
 config is locked, so a misspelled key fails at once.
@@ -28,6 +30,11 @@ TASKS = ("qa1", "qa2", "vt1", "vt2")
 TWO_HOP_TASKS = ("qa2", "vt2")
 SWEEP_SF_FRACTIONS = (0.0, 0.01, 0.1, 1.0)  # supporting-fact supervision: none, 1%, 10%, all
 SWEEP_TEMPORAL = ("bigru", "none")  # temporal encoding on and off
+OPTIONS = ("baseline", "runlocal")
+# The baseline's sequence (BOS + context lines + question + answer + EOS, byte tokens) for each
+# task's stories without filler: the longest of 10,000 generated ones is 350 (qa1), 1,852 (qa2),
+# 486 (vt1), 515 (vt2).
+_BASELINE_SEQUENCE = {"qa1": 512, "qa2": 2048, "vt1": 640, "vt2": 640}
 
 # preset: (global batch, train steps, peak learning rate, compute dtype, fsdp axis size)
 _PRESET_TRAINING = {
@@ -38,10 +45,11 @@ _PRESET_TRAINING = {
 }
 
 
-def _parse(arg: str) -> tuple[tuple[str, ...], str, bool]:
+def _parse(arg: str) -> tuple[tuple[str, ...], str, set[str]]:
   parts = [p.strip() for p in (arg or "qa1,tiny").split(",")]
-  if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "runlocal"):
-    raise ValueError(f"config argument {arg!r} must be '<tasks>,<preset>[,runlocal]', "
+  options = set(parts[2:])
+  if len(parts) < 2 or not options <= set(OPTIONS) or len(options) != len(parts) - 2:
+    raise ValueError(f"config argument {arg!r} must be '<tasks>,<preset>[,baseline][,runlocal]', "
                      "e.g. 'qa1,tiny' or 'qa1+qa2,small,runlocal'")
   tasks = tuple(parts[0].split("+"))
   unknown = [t for t in tasks if t not in TASKS]
@@ -50,12 +58,13 @@ def _parse(arg: str) -> tuple[tuple[str, ...], str, bool]:
                      f"got {parts[0]!r}")
   if parts[1] not in presets.PRESETS:
     raise ValueError(f"config argument {arg!r}: preset must be one of {presets.PRESETS}")
-  return tasks, parts[1], len(parts) == 3
+  return tasks, parts[1], options
 
 
 def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   """The full, locked config for one task mixture and model preset."""
-  tasks, preset, runlocal = _parse(arg)
+  tasks, preset, options = _parse(arg)
+  runlocal = "runlocal" in options
   batch, steps, lr, dtype, fsdp = _PRESET_TRAINING[preset]
   two_hop = any(t in TWO_HOP_TASKS for t in tasks)
   vt = any(t.startswith("vt") for t in tasks)
@@ -95,6 +104,10 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   config.data.encoder_tokenizer = "byte"
   config.data.decoder_tokenizer = ""  # tokenizer of answers; "" uses encoder_tokenizer
   config.data.prefetch = 2  # batches built ahead in a background thread
+  # Full-attention baseline only: L, the decoder tokens of BOS + context lines + question +
+  # answer + EOS (the batch's sequence_BxL); 0 builds no sequence. L + eval.max_new_tokens must
+  # fit model.decoder.max_len. Longer eval_length haystacks need it raised (4 bytes per token).
+  config.data.sequence_tokens = 0
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.learning_rate = lr  # peak learning rate of AdamW
@@ -125,6 +138,12 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   # Greedy answer tokens generated per held-out question (A + this must fit decoder.max_len).
   config.eval.max_new_tokens = 24 if vt else 16
   config.eval.num_samples = 3  # decoded held-out answers printed at each evaluation
+
+  if "baseline" in options:
+    config.model.kind = "baseline"  # the decoder alone, reading context + question
+    config.data.sequence_tokens = max(_BASELINE_SEQUENCE[t] for t in tasks)  # longest story fits
+    # Positions for the whole sequence and the generated answer.
+    config.model.decoder.max_len = config.data.sequence_tokens + config.eval.max_new_tokens
 
   if runlocal:
     config.data.train_examples = 500

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from memreasoner_jax import losses
-from memreasoner_jax import model as model_lib
+from memreasoner_jax import models
 from memreasoner_jax import parallel
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import pipeline
@@ -28,13 +27,13 @@ from memreasoner_jax.tasks.example import Example
 EvalStep = Callable[[Any, dict[str, jax.Array]], tuple[dict[str, jax.Array], jax.Array]]
 
 
-def make_eval_step(model: model_lib.MemReasoner, loss_cfg: ml_collections.ConfigDict,
+def make_eval_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
                    max_new_tokens: int, mesh: jax.sharding.Mesh,
                    params_sharding: Any) -> EvalStep:
   """jit((params, batch) -> (example-weighted metric sums, greedy tokens_BxN))."""
 
   def eval_step(params, batch):
-    _, metrics = losses.loss_fn(model, params, batch, None, 0, loss_cfg)
+    _, metrics = models.loss_fn(model, params, batch, None, 0, loss_cfg)
     weight_B = batch["example_weight_B"]
     count = jnp.sum(weight_B)
     sums = {f"{k}_sum": v * count for k, v in metrics.items()}

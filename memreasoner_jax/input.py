@@ -35,7 +35,8 @@ def make_batcher(cfg: ml_collections.ConfigDict) -> batching.Batcher:
   shape = batching.BatchShape(
       line_tokens=cfg.line_tokens, query_tokens=cfg.query_tokens,
       answer_tokens=cfg.answer_tokens, supports=cfg.supports,
-      line_buckets=batching.line_buckets(cfg.line_bucket, cfg.max_lines))
+      line_buckets=batching.line_buckets(cfg.line_bucket, cfg.max_lines),
+      sequence_tokens=cfg.sequence_tokens)
   return batching.Batcher(shape, encoder_tokenizer, decoder_tokenizer, sf_fraction=cfg.sf_fraction)
 
 

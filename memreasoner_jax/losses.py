@@ -47,6 +47,18 @@ def token_cross_entropy(logits_NxTxV: jax.Array, targets_NxT: jax.Array,
   return _masked_mean(ce, weights_NxT)
 
 
+def answer_terms(logits_BxTxV: jax.Array, targets_BxT: jax.Array, weights_BxT: jax.Array,
+                 example_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(answer cross-entropy, fraction of examples with every answer token right).
+
+  Shared with the full-attention baseline, so both report the same answer metrics.
+  """
+  answer_loss = token_cross_entropy(logits_BxTxV, targets_BxT, weights_BxT)
+  wrong_BxT = (jnp.argmax(logits_BxTxV, axis=-1) != targets_BxT) & (weights_BxT > 0)
+  exact_B = (~jnp.any(wrong_BxT, axis=1)).astype(jnp.float32)
+  return answer_loss, _masked_mean(exact_B, example_B)
+
+
 def _sample_lines(rng: jax.Array, mask_BxE: jax.Array, count: int) -> jax.Array:
   """`count` distinct line indices per example, real lines first (Gumbel top-k).
 
@@ -112,9 +124,7 @@ def loss_fn(model: model_lib.MemReasoner, params: model_lib.Params, batch: dict[
   logits_BxTxV = model.decode(params, answer_BxA[:, :-1], r.cond_BxNxC)
   targets_BxT = answer_BxA[:, 1:]
   weights_BxT = batch["answer_mask_BxA"][:, 1:] * example_B[:, None]
-  answer_loss = token_cross_entropy(logits_BxTxV, targets_BxT, weights_BxT)
-  wrong_BxT = (jnp.argmax(logits_BxTxV, axis=-1) != targets_BxT) & (weights_BxT > 0)
-  exact_B = (~jnp.any(wrong_BxT, axis=1)).astype(jnp.float32)
+  answer_loss, answer_exact = answer_terms(logits_BxTxV, targets_BxT, weights_BxT, example_B)
 
   ae_loss, ae_memory_loss = _reconstruction_losses(model, params, batch, r, sample_rng,
                                                    cfg.ae_lines)
@@ -131,7 +141,7 @@ def loss_fn(model: model_lib.MemReasoner, params: model_lib.Params, batch: dict[
       "ae_memory_loss": ae_memory_loss,
       "sf_loss": sf_loss,
       "kl": kl,
-      "answer_exact": _masked_mean(exact_B, example_B),
+      "answer_exact": answer_exact,
       "sf_accuracy": sf_accuracy,
   }
   return total, metrics

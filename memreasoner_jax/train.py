@@ -29,9 +29,9 @@ from memreasoner_jax import convert
 from memreasoner_jax import evaluate as evaluate_lib
 from memreasoner_jax import hf_import
 from memreasoner_jax import input as input_lib
-from memreasoner_jax import losses
 from memreasoner_jax import metric_writers
 from memreasoner_jax import model as model_lib
+from memreasoner_jax import models
 from memreasoner_jax import optimizer as optimizer_lib
 from memreasoner_jax import parallel
 from memreasoner_jax.data import pipeline
@@ -51,13 +51,13 @@ class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or inf; the run stopped without saving the bad state."""
 
 
-def init_state(model: model_lib.MemReasoner, tx: optax.GradientTransformation, rng: jax.Array,
+def init_state(model: models.Model, tx: optax.GradientTransformation, rng: jax.Array,
                batch: dict[str, np.ndarray]) -> TrainState:
   params = model.init(rng, batch)
   return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
 
 
-def make_train_step(model: model_lib.MemReasoner, loss_cfg: ml_collections.ConfigDict,
+def make_train_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
                     tx: optax.GradientTransformation, schedule: optax.Schedule,
                     rng: jax.Array) -> TrainStep:
   """The pure update: loss and gradients on the global batch, one optimizer step."""
@@ -66,7 +66,7 @@ def make_train_step(model: model_lib.MemReasoner, loss_cfg: ml_collections.Confi
     step_rng = jax.random.fold_in(rng, state.step)
 
     def loss(params):
-      return losses.loss_fn(model, params, batch, step_rng, state.step, loss_cfg)
+      return models.loss_fn(model, params, batch, step_rng, state.step, loss_cfg)
 
     (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -133,7 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        f"model.{part}.vocab_size is {cfg.model[part].vocab_size}")
 
   # Model and optimizer.
-  model = model_lib.MemReasoner(cfg.model)
+  model = models.build(cfg.model)
   tx, schedule = optimizer_lib.make_optimizer(cfg.optimizer, cfg.training.num_steps)
   init_rng, train_rng = jax.random.split(jax.random.key(cfg.training.seed))
   init_fn = lambda: init_state(model, tx, init_rng, init_batch)

@@ -10,6 +10,11 @@ Keys and shapes (B batch, E lines, T tokens per line, Q query tokens, A answer t
   support_BxS      int32  supporting line indices in hop order, -1 padded
   sf_weight_B      float32 1 for examples in the supporting-fact supervised subset
   example_weight_B float32 1 for real examples, 0 for batch padding
+With `BatchShape.sequence_tokens` > 0 (the full-attention baseline's input, L tokens) also:
+  sequence_BxL            int32  [BOS] + lines joined by newlines + newline + prompt + answer +
+                                 [EOS] + PAD: the whole context as one decoder sequence
+  sequence_mask_BxL       bool   True at the answer tokens and the final EOS
+  sequence_prompt_len_B   int32  BOS + context + prompt tokens (generation starts after them)
 Lines and query use the encoder tokenizer, the answer sequence the decoder tokenizer (they may
 differ, e.g. BERT WordPiece and GPT-2 BPE as in Larimar). Nothing is truncated: a text that does
 not fit its slot is an error naming the example and the line.
@@ -73,6 +78,7 @@ class BatchShape:
   answer_tokens: int  # A: BOS + question + " " + answer + EOS must fit.
   supports: int = 2  # S: supporting facts per example (hops supervised).
   line_buckets: tuple[int, ...] = line_buckets(16, 1024)  # allowed E values, ascending.
+  sequence_tokens: int = 0  # L of `sequence_BxL` (the baseline's input); 0 builds none.
 
   def __post_init__(self):
     for name in ("line_tokens", "query_tokens", "answer_tokens"):
@@ -130,12 +136,14 @@ class Batcher:
     query_BxQ = self._pack(enc, [ex.question for ex in examples],
                            (batch_size, self.shape.query_tokens), np.arange(batch_size),
                            lambda b: f"question of example {_name(examples[b])}")
-    answer_BxA, answer_mask_BxA, prompt_len_B = self._answers(dec, examples)
+    answer_BxA, answer_mask_BxA, prompt_len_B = self._answers(
+        dec, examples, [ex.question + " " for ex in examples], self.shape.answer_tokens,
+        "answer_tokens")
 
     if example_weight_B is None:
       example_weight_B = np.ones(batch_size, np.float32)
     index_B = np.array([ex.index for ex in examples], np.int64)
-    return {
+    batch = {
         "context_BxExT": context_NxT.reshape(batch_size, num_lines, -1),
         "line_mask_BxE": line_mask_BxE,
         "query_BxQ": query_BxQ,
@@ -146,6 +154,11 @@ class Batcher:
         "sf_weight_B": sf_selected(index_B, self.sf_fraction).astype(np.float32),
         "example_weight_B": np.asarray(example_weight_B, np.float32),
     }
+    if self.shape.sequence_tokens:
+      batch["sequence_BxL"], batch["sequence_mask_BxL"], batch["sequence_prompt_len_B"] = (
+          self._answers(dec, examples, [context_prompt(ex) for ex in examples],
+                        self.shape.sequence_tokens, "sequence_tokens"))
+    return batch
 
   def _pack(self, tok, texts: list[str], out_shape: tuple[int, int], rows: np.ndarray,
             name_of) -> np.ndarray:
@@ -164,10 +177,13 @@ class Batcher:
     out[rows, 1 + lengths] = tok.eos_id
     return out
 
-  def _answers(self, tok, examples: Sequence[Example]):
-    """[BOS] + prompt + answer + [EOS], the mask of positions to predict, and prompt lengths."""
-    width = self.shape.answer_tokens
-    prompt_flat, prompt_len = tok.encode_ragged([ex.question + " " for ex in examples])
+  def _answers(self, tok, examples: Sequence[Example], prompts: list[str], width: int,
+               width_name: str):
+    """[BOS] + prompt + answer + [EOS], the mask of positions to predict, and prompt lengths.
+
+    The prompt is tokenized apart from the answer, exactly as generation will see it.
+    """
+    prompt_flat, prompt_len = tok.encode_ragged(prompts)
     answer_flat, answer_len = tok.encode_ragged([ex.answer for ex in examples])
     total = 2 + prompt_len + answer_len
     too_long = np.flatnonzero(total > width)
@@ -175,7 +191,7 @@ class Batcher:
       b = int(too_long[0])
       raise ValueError(
           f"Answer sequence of example {_name(examples[b])} has {total[b]} tokens (BOS, prompt, "
-          f"answer, EOS), more than answer_tokens={width}: {examples[b].answer[:80]!r}")
+          f"answer, EOS), more than {width_name}={width}: {examples[b].answer[:80]!r}")
     batch_size = len(examples)
     out = np.full((batch_size, width), tok.pad_id, np.int32)
     out[:, 0] = tok.bos_id
@@ -198,6 +214,11 @@ class Batcher:
         raise ValueError(f"Example {_name(ex)}: support {bad} outside its {len(ex.context)} lines")
       support_BxS[b, :len(ex.support)] = ex.support
     return support_BxS
+
+
+def context_prompt(ex: Example) -> str:
+  """The baseline's prompt: every context line, then the question (newline-separated)."""
+  return "".join(line + "\n" for line in ex.context) + ex.question + " "
 
 
 def _scatter(out_NxW: np.ndarray, flat: np.ndarray, lengths: np.ndarray, rows: np.ndarray,

@@ -1,0 +1,166 @@
+"""The full-attention baseline: a GPT-2-style decoder that reads the whole context as one sequence.
+
+Every MemReasoner result is compared with it: the same decoder (`decoder.Decoder`, the preset's
+width, depth and vocabulary) given no memory slots, reading `sequence_BxL` (BOS, the context lines
+joined by newlines, the question prompt, the answer, EOS; the Batcher builds it when
+`data.sequence_tokens` > 0) with causal full attention, and trained on the answer tokens only.
+`model.decoder.max_len` is its position table, so it bounds context + prompt + generated tokens.
+
+Cost: each position attends to every earlier one, O(L^2) work in the context length L. The
+sequence is read `chunk` query positions at a time into a KV cache, so memory stays
+O(chunk x L); each block scores all L cache positions under the causal mask, as a plain
+(unfused) attention does. The PAD tail follows the answer, so causal attention never lets a real
+token see padding. Greedy generation reads the prompt once (prefill) and then feeds one token per
+step at each example's own position (examples' prompts end at different places).
+
+The decoder's W_M projection gets conditioning vectors of width 1 and none of them: its
+1 x (layers * width) kernel exists but is unused.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from memreasoner_jax import decoder as decoder_lib
+from memreasoner_jax import losses
+
+Params = dict[str, Any]
+SEQUENCE_KEYS = ("sequence_BxL", "sequence_mask_BxL", "sequence_prompt_len_B")
+
+
+def _no_slots(batch: int) -> jax.Array:
+  """No conditioning vectors: the decoder is then exactly GPT-2."""
+  return jnp.zeros((batch, 0, 1))
+
+
+def _check_batch(batch: dict[str, jax.Array]) -> None:
+  missing = [k for k in SEQUENCE_KEYS if k not in batch]
+  if missing:
+    raise ValueError(f"the full-attention baseline reads {missing} from the batch; build batches "
+                     "with data.sequence_tokens > 0 (the length of context + question + answer "
+                     "in decoder tokens)")
+
+
+class Baseline:
+  """The decoder-only reader: `init`, `loss`, `generate` over one parameter dict {"decoder"}."""
+
+  def __init__(self, config: ml_collections.ConfigDict, chunk: int = 512):
+    """`chunk`: query positions per attention block (memory O(chunk x sequence length))."""
+    dec = config.decoder
+    if dec.d_model % dec.num_heads:
+      raise ValueError(f"config model.decoder.d_model must be divisible by num_heads, "
+                       f"got {dec.d_model}")
+    if chunk < 1:
+      raise ValueError(f"chunk must be >= 1, got {chunk}")
+    self.config = config
+    self.chunk = chunk
+    self.decoder = decoder_lib.Decoder(dec, jnp.dtype(config.dtype))
+
+  def init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> Params:
+    """Float32 parameters (any sequence length up to decoder.max_len works afterwards)."""
+    _check_batch(batch)
+    tokens_Bx1 = batch["sequence_BxL"][:, :1]
+    init = lambda r, t: {"decoder": self.decoder.init(r, t, _no_slots(t.shape[0]))["params"]}
+    return jax.jit(init)(rng, tokens_Bx1)
+
+  def read(self, params: Params, tokens_BxL: jax.Array, window_start_B: jax.Array, window: int,
+           cache_len: int) -> tuple[list[decoder_lib.LayerCache], jax.Array]:
+    """Reads the whole sequence block by block into a KV cache of `cache_len` positions.
+
+    Returns the cache and logits_BxWxV at positions window_start_B + 0..W-1 (zeros past L): the
+    only logits kept, so the vocabulary never multiplies the sequence length in memory.
+    """
+    b, l = tokens_BxL.shape
+    if l > self.config.decoder.max_len:
+      raise ValueError(f"sequence of {l} tokens exceeds model.decoder.max_len="
+                       f"{self.config.decoder.max_len}")
+    c = min(self.chunk, l)
+    num_blocks = -(-l // c)
+    # The last block ends at L (overlapping its predecessor), so no position leaves the table;
+    # rewriting the overlap's keys stores the same values again.
+    starts_N = jnp.minimum(jnp.arange(num_blocks) * c, l - c)
+    pos_BxW = window_start_B[:, None] + jnp.arange(window)[None]
+    dec = {"params": params["decoder"]}
+
+    def block(carry, i):
+      cache, kept_BxWxV = carry
+      start = starts_N[i]
+      tokens_BxC = jax.lax.dynamic_slice_in_dim(tokens_BxL, start, c, axis=1)
+      logits_BxCxV, cache = self.decoder.apply(dec, tokens_BxC, _no_slots(b), cache, start)
+      offset_BxW = pos_BxW - start
+      new_BxW = (pos_BxW >= i * c) & (offset_BxW < c)
+      got_BxWxV = jnp.take_along_axis(logits_BxCxV, jnp.clip(offset_BxW, 0, c - 1)[..., None],
+                                      axis=1)
+      return (cache, jnp.where(new_BxW[..., None], got_BxWxV, kept_BxWxV)), None
+
+    cache = decoder_lib.init_cache(self.config.decoder, b, cache_len, jnp.dtype(self.config.dtype))
+    kept_BxWxV = jnp.zeros((b, window, self.config.decoder.vocab_size), jnp.float32)
+    (cache, kept_BxWxV), _ = jax.lax.scan(block, (cache, kept_BxWxV), jnp.arange(num_blocks))
+    return cache, kept_BxWxV
+
+  def loss(self, params: Params, batch: dict[str, jax.Array],
+           cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, Any]]:
+    """Answer cross-entropy (the only term) and exact-answer rate.
+
+    The answer and its EOS fit in answer_BxA's width A, so the A positions after the prompt
+    hold every target.
+    """
+    _check_batch(batch)
+    tokens_BxL = batch["sequence_BxL"]
+    prompt_len_B = batch["sequence_prompt_len_B"]
+    l, width = tokens_BxL.shape[1], batch["answer_BxA"].shape[1]
+    _, logits_BxWxV = self.read(params, tokens_BxL, prompt_len_B - 1, width, l)
+    target_pos_BxW = prompt_len_B[:, None] + jnp.arange(width)[None]
+    inside_BxW = target_pos_BxW < l
+    target_pos_BxW = jnp.minimum(target_pos_BxW, l - 1)
+    targets_BxW = jnp.take_along_axis(tokens_BxL, target_pos_BxW, axis=1)
+    example_B = batch["example_weight_B"]
+    weights_BxW = (jnp.take_along_axis(batch["sequence_mask_BxL"], target_pos_BxW, axis=1)
+                   & inside_BxW) * example_B[:, None]
+    answer_loss, answer_exact = losses.answer_terms(logits_BxWxV, targets_BxW, weights_BxW,
+                                                    example_B)
+    total = cfg.answer_weight * answer_loss
+    return total, {"loss": total, "answer_loss": answer_loss, "answer_exact": answer_exact}
+
+  def generate(self, params: Params, batch: dict[str, jax.Array],
+               max_new_tokens: int) -> tuple[jax.Array, jax.Array]:
+    """Greedy answers after each example's context and prompt.
+
+    Returns:
+      (tokens_BxN, logits_BxNxV) of the N = max_new_tokens generated positions.
+    """
+    _check_batch(batch)
+    tokens_BxL = batch["sequence_BxL"]
+    prompt_len_B = batch["sequence_prompt_len_B"]
+    b, l = tokens_BxL.shape
+    if l + max_new_tokens > self.config.decoder.max_len:
+      raise ValueError(f"sequence width {l} + max_new_tokens {max_new_tokens} exceeds "
+                       f"model.decoder.max_len={self.config.decoder.max_len}")
+    cache, first_Bx1xV = self.read(params, tokens_BxL, prompt_len_B - 1, 1, l + max_new_tokens)
+    dec = {"params": params["decoder"]}
+
+    def feed_one(token, cache_one, position):
+      """One example's next logits after `token` at its own `position` (vmapped over B)."""
+      cache_1 = jax.tree.map(lambda x: x[None], cache_one)
+      logits_1x1xV, cache_1 = self.decoder.apply(dec, token.reshape(1, 1), _no_slots(1),
+                                                  cache_1, position)
+      return logits_1x1xV[0, 0], jax.tree.map(lambda x: x[0], cache_1)
+
+    def step(carry, j):
+      cache, logits_BxV = carry
+      token_B = jnp.argmax(logits_BxV, axis=-1).astype(tokens_BxL.dtype)
+      logits_BxV, cache = jax.vmap(feed_one)(token_B, cache, prompt_len_B + j)
+      return (cache, logits_BxV), logits_BxV
+
+    _, rest_NxBxV = jax.lax.scan(step, (cache, first_Bx1xV[:, 0]), jnp.arange(max_new_tokens - 1))
+    logits_BxNxV = jnp.concatenate([first_Bx1xV, jnp.swapaxes(rest_NxBxV, 0, 1)], axis=1)
+    return jnp.argmax(logits_BxNxV, axis=-1).astype(tokens_BxL.dtype), logits_BxNxV
+
+
+def loss_fn(model: Baseline, params: Params, batch: dict[str, jax.Array], rng: jax.Array | None,
+            step: jax.Array | int, cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict]:
+  """`losses.loss_fn`'s signature; the baseline has no training noise or schedule."""
+  del rng, step
+  return model.loss(params, batch, cfg)
