@@ -1,50 +1,27 @@
-"""Converts Hugging Face BERT / GPT-2 checkpoints once into this model's config and parameters.
+r"""Converts Hugging Face BERT / GPT-2 checkpoints once into this model's config and parameters.
 
 `convert(config, encoder_dir, decoder_dir)` returns the config shaped after the checkpoints (with
 their directories recorded as `init_from` and as the tokenizers the data must use) and the full
 parameter pytree: encoder and decoder from the checkpoints, everything else initialised as usual.
+
+As a command it writes an orbax checkpoint (step 0) that training resumes from and
+`memreasoner_jax.load` reads: it is a zero-step run of the training main, so the checkpoint has
+exactly the layout, metadata and data position training writes.
+
+  python -m memreasoner_jax.convert --encoder=DIR --decoder=DIR \
+      --config=configs/babi.py:qa1,base --out=DIR
 """
 
-import os
-
+from absl import app
+from absl import flags
 import jax
 import jax.numpy as jnp
 import ml_collections
+from ml_collections import config_flags
 
 from memreasoner_jax import hf_import
 from memreasoner_jax import model as model_lib
-
-# Files that make a directory usable as a tokenizer spec (data.tokenizers.from_spec).
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
-# The data fields naming the tokenizer of each side (lines and queries; answers).
-TOKENIZER_FIELDS = {"encoder": "encoder_tokenizer", "decoder": "decoder_tokenizer"}
-
-
-def tokenizer_spec(directory: str) -> str:
-  """The tokenizer spec of a checkpoint directory: the directory, if it holds tokenizer files."""
-  if not any(os.path.isfile(os.path.join(directory, f)) for f in TOKENIZER_FILES):
-    raise FileNotFoundError(f"checkpoint directory {directory} holds no tokenizer (none of "
-                            f"{', '.join(TOKENIZER_FILES)}); its token ids need the tokenizer "
-                            "it was trained with")
-  return os.path.abspath(directory)
-
-
-def record_tokenizers(config: ml_collections.ConfigDict) -> None:
-  """Sets `data.encoder_tokenizer` / `data.decoder_tokenizer` to the `init_from` checkpoints.
-
-  A checkpoint's token embedding only means something with its own tokenizer, so a full config
-  must have both fields; the encoder and decoder may differ (BERT WordPiece for lines, GPT-2 BPE
-  for answers).
-  """
-  for part, field in TOKENIZER_FIELDS.items():
-    directory = config.model[part].init_from
-    if not directory:
-      continue
-    if field not in config.data:
-      raise ValueError(f"config.data has no field {field!r} to record the tokenizer of "
-                       f"model.{part}.init_from={directory!r}")
-    config.data[field] = tokenizer_spec(directory)
-
+from memreasoner_jax import train
 
 def init_batch() -> dict[str, jax.Array]:
   """A one-example batch of the smallest shapes: `MemReasoner.init` only needs its ranks."""
@@ -67,7 +44,40 @@ def convert(config: ml_collections.ConfigDict, encoder_dir: str = "", decoder_di
   model_cfg.decoder.init_from = decoder_dir
   config = hf_import.configure(config)
   if "data" in config:
-    record_tokenizers(config)
+    hf_import.record_tokenizers(config)
   model = model_lib.MemReasoner(hf_import.model_section(config))
   params = jax.jit(model.init)(jax.random.key(seed), init_batch())
   return config, hf_import.apply_init_from(config, params)
+
+
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file, e.g. "
+                                          "configs/babi.py:qa1,base.", lock_config=True)
+_ENCODER = flags.DEFINE_string("encoder", "", "Hugging Face BERT-family directory ('' = random).")
+_DECODER = flags.DEFINE_string("decoder", "", "Hugging Face GPT-2-family directory ('' = random).")
+_OUT = flags.DEFINE_string("out", None, "Workdir to write the step-0 checkpoint into.")
+
+
+def convert_to_checkpoint(config: ml_collections.ConfigDict, encoder_dir: str, decoder_dir: str,
+                          out: str) -> None:
+  """Writes `out/checkpoints/0`: the pretrained start of a training run, before any step."""
+  if not (encoder_dir or decoder_dir):
+    raise ValueError("convert needs an encoder directory, a decoder directory or both")
+  config = config.copy_and_resolve_references()
+  config.model.encoder.init_from = encoder_dir
+  config.model.decoder.init_from = decoder_dir
+  config.training.num_steps = 0
+  config.optimizer.warmup_steps = 0  # no step is taken; the optimizer state is Adam's zeros
+  config.data.eval_examples = 0  # nothing to evaluate before training
+  train.train_and_evaluate(config, out)
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  convert_to_checkpoint(_CONFIG.value, _ENCODER.value, _DECODER.value, _OUT.value)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "out"])
+  app.run(main)

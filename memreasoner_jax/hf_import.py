@@ -278,3 +278,35 @@ def apply_init_from(config: ml_collections.ConfigDict, params: Params) -> Params
       out[part] = load_part(part, model[part].num_layers, hf_weights.read_weights(directory),
                             params[part])
   return out
+
+
+# Files that make a directory usable as a tokenizer spec (data.tokenizers.from_spec).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
+# The data fields naming the tokenizer of each side (lines and queries; answers).
+TOKENIZER_FIELDS = {"encoder": "encoder_tokenizer", "decoder": "decoder_tokenizer"}
+
+
+def tokenizer_spec(directory: str) -> str:
+  """The tokenizer spec of a checkpoint directory: the directory, if it holds tokenizer files."""
+  if not any(os.path.isfile(os.path.join(directory, f)) for f in TOKENIZER_FILES):
+    raise FileNotFoundError(f"checkpoint directory {directory} holds no tokenizer (none of "
+                            f"{', '.join(TOKENIZER_FILES)}); its token ids need the tokenizer "
+                            "it was trained with")
+  return os.path.abspath(directory)
+
+
+def record_tokenizers(config: ml_collections.ConfigDict) -> None:
+  """Sets `data.encoder_tokenizer` / `data.decoder_tokenizer` to the `init_from` checkpoints.
+
+  A checkpoint's token embedding only means something with its own tokenizer, so a full config
+  must have both fields; the encoder and decoder may differ (BERT WordPiece for lines, GPT-2 BPE
+  for answers).
+  """
+  for part, field in TOKENIZER_FIELDS.items():
+    directory = config.model[part].init_from
+    if not directory:
+      continue
+    if field not in config.data:
+      raise ValueError(f"config.data has no field {field!r} to record the tokenizer of "
+                       f"model.{part}.init_from={directory!r}")
+    config.data[field] = tokenizer_spec(directory)

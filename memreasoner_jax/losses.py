@@ -76,10 +76,18 @@ def _reconstruction_losses(model: model_lib.MemReasoner, params: model_lib.Param
                            count: int) -> tuple[jax.Array, jax.Array]:
   """Larimar's two autoencoding terms on `count` sampled lines per example."""
   mask_BxE = batch["line_mask_BxE"].astype(bool)
-  b, e, t = batch["context_BxExT"].shape
+  b, e = mask_BxE.shape
   count = min(count, e)
   idx_BxR = _sample_lines(rng, mask_BxE, count)
-  lines_BxRxT = jnp.take_along_axis(batch["context_BxExT"], idx_BxR[..., None], axis=1)
+  # Lines in the decoder's ids: the context itself unless the two tokenizers differ.
+  if "recon_BxExT" in batch:
+    lines_BxExT, keep_BxExT = batch["recon_BxExT"], batch["recon_mask_BxExT"]
+  else:
+    lines_BxExT = batch["context_BxExT"]
+    keep_BxExT = lines_BxExT != tokens.PAD_ID
+  t = lines_BxExT.shape[-1]
+  lines_BxRxT = jnp.take_along_axis(lines_BxExT, idx_BxR[..., None], axis=1)
+  keep_BxRxT = jnp.take_along_axis(keep_BxExT, idx_BxR[..., None], axis=1)
   real_BxR = jnp.take_along_axis(mask_BxE, idx_BxR, axis=1) & (batch["example_weight_B"] > 0)[:, None]
   latents_BxRxC = jnp.take_along_axis(r.zt_BxExC, idx_BxR[..., None], axis=1).astype(jnp.float32)
   read_one = lambda q_BxC: memory.read_chunked(r.mem, q_BxC, combine=model.config.memory.combine)[0]
@@ -93,7 +101,7 @@ def _reconstruction_losses(model: model_lib.MemReasoner, params: model_lib.Param
   cond_2Nx1xC = jnp.concatenate([latents_BxRxC, readouts_BxRxC]).reshape(2 * n, 1, -1)
   logits_2NxTxV = model.decode(params, inputs_2NxT, cond_2Nx1xC)
   ce_2NxT = optax.softmax_cross_entropy_with_integer_labels(logits_2NxTxV, targets_2NxT)
-  weights_NxT = (lines_NxT[:, 1:] != tokens.PAD_ID) & real_BxR.reshape(-1)[:, None]
+  weights_NxT = keep_BxRxT.reshape(n, t)[:, 1:] & real_BxR.reshape(-1)[:, None]
   return _masked_mean(ce_2NxT[:n], weights_NxT), _masked_mean(ce_2NxT[n:], weights_NxT)
 
 

@@ -25,7 +25,6 @@ import numpy as np
 import optax
 
 from memreasoner_jax import checkpointing
-from memreasoner_jax import convert
 from memreasoner_jax import evaluate as evaluate_lib
 from memreasoner_jax import hf_import
 from memreasoner_jax import input as input_lib
@@ -108,7 +107,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   cfg = config
   if cfg.model.encoder.init_from or cfg.model.decoder.init_from:
     cfg = hf_import.configure(cfg)  # shapes and tokenizers follow the pretrained checkpoints
-    convert.record_tokenizers(cfg)
+    hf_import.record_tokenizers(cfg)
   os.makedirs(workdir, exist_ok=True)
   writer = metric_writers.MetricWriter(workdir)
   logging.info("Config:\n%s", cfg)
@@ -229,6 +228,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         paused_since = time.time()
         results.update(run_evals())
         meter.pause_until_now(paused_since)
+    if ckpt.latest_step() != step:  # a zero-step run (the convert command) saves its start
+      save()
     results.update(run_evals())
   except NonFiniteLossError as e:
     ckpt.wait()

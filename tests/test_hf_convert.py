@@ -1,6 +1,7 @@
 """Conversion: a full config and parameter pytree from a BERT and a GPT-2 checkpoint."""
 
 import json
+import os
 
 import jax
 import ml_collections
@@ -65,3 +66,24 @@ def test_config_without_tokenizer_fields_is_refused():
                                       "data": {"tokenizer": "byte"}})
   with pytest.raises(ValueError, match="config.data has no field 'encoder_tokenizer'"):
     convert.convert(config, MINILM)
+
+
+def test_convert_command_checkpoint_fine_tunes_through_training(tmp_path):
+  # BERT WordPiece for the lines, bytes for answers: the two tokenizers differ, so the batches
+  # carry the lines in decoder ids for the autoencoding loss.
+  from configs import babi  # pylint: disable=g-import-not-at-top
+  from memreasoner_jax import train  # pylint: disable=g-import-not-at-top
+  config = babi.get_config("qa1,tiny")
+  config.data.decoder_tokenizer = "byte"
+  config.data.train_examples = 32
+  config.data.eval_examples = 0
+  config.data.global_batch = 8
+  workdir = str(tmp_path / "run")
+  convert.convert_to_checkpoint(config, MINILM, "", workdir)
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["0"]
+  config.model.encoder.init_from = MINILM
+  config.training.num_steps = 2
+  config.optimizer.warmup_steps = 1
+  metrics = train.train_and_evaluate(config, workdir)
+  assert np.isfinite(metrics["train/loss"]) and np.isfinite(metrics["train/ae_loss"])
+  assert "2" in os.listdir(os.path.join(workdir, "checkpoints"))

@@ -2,6 +2,8 @@
 
 Keys and shapes (B batch, E lines, T tokens per line, Q query tokens, A answer tokens, S supports):
   context_BxExT    int32  each line as [BOS] + tokens + [EOS], PAD-padded; padding lines all PAD
+  recon_BxExT      int32  only when the decoder's tokenizer differs: the lines in its ids
+  recon_mask_BxExT bool   with recon_BxExT: True at its tokens after BOS, EOS included
   line_mask_BxE    bool   True for real lines
   query_BxQ        int32  [BOS] + question + [EOS], PAD-padded
   answer_BxA       int32  [BOS] + prompt + answer + [EOS] + PAD, prompt = question + " "
@@ -154,6 +156,17 @@ class Batcher:
         "sf_weight_B": sf_selected(index_B, self.sf_fraction).astype(np.float32),
         "example_weight_B": np.asarray(example_weight_B, np.float32),
     }
+    if dec.spec != enc.spec:
+      # The autoencoding loss decodes lines, so it needs them in the decoder's ids too.
+      recon_NxT = self._pack(dec, all_lines, (batch_size * num_lines, self.shape.line_tokens),
+                             rows, lambda j: _line_name(examples, j))
+      lengths_N = np.zeros(batch_size * num_lines, np.int64)
+      lengths_N[rows] = dec.encode_ragged(all_lines)[1]
+      width = np.arange(self.shape.line_tokens)[None, :]
+      batch["recon_BxExT"] = recon_NxT.reshape(batch_size, num_lines, -1)
+      batch["recon_mask_BxExT"] = ((width >= 1) & (width <= 1 + lengths_N[:, None])
+                                   & line_mask_BxE.reshape(-1)[:, None]).reshape(
+                                       batch_size, num_lines, -1)
     if self.shape.sequence_tokens:
       batch["sequence_BxL"], batch["sequence_mask_BxL"], batch["sequence_prompt_len_B"] = (
           self._answers(dec, examples, [context_prompt(ex) for ex in examples],
