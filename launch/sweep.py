@@ -51,22 +51,6 @@ LOG = "train.log"  # a local run's output, in its workdir
 SLURM_SCRIPT = "submit_slurm.sh"  # in the sweep's workdir, with --slurm
 _MAX_NAME = 200  # a workdir name's length; longer ones are cut and end in a hash
 
-_CONFIG = flags.DEFINE_string("config", None, "Config file and argument, e.g. "
-                              "configs/babi.py:qa1,tiny; the file defines get_sweep(arg).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the sweep: one workdir per run and "
-                               "the results table (default: sweeps/<config name>-<argument>).")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "List the runs and their commands; run nothing.")
-_PARALLEL = flags.DEFINE_integer("parallel", 1, "Local runs at once; they share this host's "
-                                 "devices, so more than 1 is meant for CPU runs.")
-_SLURM = flags.DEFINE_bool("slurm", False, "Write one sbatch command per unfinished run to "
-                           f"<workdir>/{SLURM_SCRIPT} (using launch/slurm.sbatch) instead of "
-                           "running locally.")
-_SLURM_ARGS = flags.DEFINE_string("slurm_args", "", "Options for every sbatch command, e.g. "
-                                  "'--nodes=2 --time=4:00:00'.")
-_METRIC = flags.DEFINE_string("metric", "eval/*/babilong", "Metric of the figure (a pattern: "
-                              "the mean of matching metrics); train/loss when no run has it.")
-
-
 class SweepError(ValueError):
   """A sweep that cannot start: a bad config file, argument or override."""
 
@@ -275,19 +259,37 @@ def default_workdir(config_flag: str) -> str:
   return os.path.join("sweeps", re.sub(r"[^A-Za-z0-9._+-]+", "-", f"{stem}-{arg}".strip("-")))
 
 
+def define_flags() -> None:
+  """The command's flags, defined only when it runs (importing it defines none)."""
+  flags.DEFINE_string("config", None, "Config file and argument, e.g. "
+      "configs/babi.py:qa1,tiny; the file defines get_sweep(arg).")
+  flags.DEFINE_string("workdir", None, "Directory of the sweep: one workdir per run and "
+      "the results table (default: sweeps/<config name>-<argument>).")
+  flags.DEFINE_bool("dry_run", False, "List the runs and their commands; run nothing.")
+  flags.DEFINE_integer("parallel", 1, "Local runs at once; they share this host's "
+      "devices, so more than 1 is meant for CPU runs.")
+  flags.DEFINE_bool("slurm", False, "Write one sbatch command per unfinished run to "
+      f"<workdir>/{SLURM_SCRIPT} (using launch/slurm.sbatch) instead of "
+      "running locally.")
+  flags.DEFINE_string("slurm_args", "", "Options for every sbatch command, e.g. "
+      "'--nodes=2 --time=4:00:00'.")
+  flags.DEFINE_string("metric", "eval/*/babilong", "Metric of the figure (a pattern: "
+      "the mean of matching metrics); train/loss when no run has it.")
+
+
 def main(argv: Sequence[str]) -> None:
   extra = argv[1:]
   common_overrides = [a for a in extra if a.startswith("--config.")]
   passthrough = [a for a in extra if not a.startswith("--config.")]
-  workdir = os.path.abspath(_WORKDIR.value or default_workdir(_CONFIG.value))
+  workdir = os.path.abspath(flags.FLAGS.workdir or default_workdir(flags.FLAGS.config))
   try:
-    runs = expand(_CONFIG.value, workdir, common_overrides)
+    runs = expand(flags.FLAGS.config, workdir, common_overrides)
   except SweepError as e:
     sys.exit(f"ERROR: {e}\nNo run was started.")
   finished = {r.name for r in runs if is_finished(r)}
   todo = [r for r in runs if r.name not in finished]
   print(f"{len(runs)} runs in {workdir}: {len(finished)} finished, {len(todo)} to run", flush=True)
-  if _DRY_RUN.value:
+  if flags.FLAGS.dry_run:
     for run in runs:
       status = "finished" if run.name in finished else "to run"
       print(f"\n[{status}] {run.name}\n  python -m memreasoner_jax.main "
@@ -297,13 +299,13 @@ def main(argv: Sequence[str]) -> None:
     print(f"skipped (finished): {name}")
   os.makedirs(workdir, exist_ok=True)
   statuses = {}
-  if _SLURM.value:
+  if flags.FLAGS.slurm:
     script = os.path.join(workdir, SLURM_SCRIPT)
-    write_slurm_script(todo, passthrough, _SLURM_ARGS.value, script)
+    write_slurm_script(todo, passthrough, flags.FLAGS.slurm_args, script)
     print(f"Wrote {len(todo)} sbatch commands to {script}; submit them with: bash {script}")
   else:
-    statuses = run_local(todo, passthrough, _PARALLEL.value)
-  rows = gather(runs, statuses, workdir, _METRIC.value)
+    statuses = run_local(todo, passthrough, flags.FLAGS.parallel)
+  rows = gather(runs, statuses, workdir, flags.FLAGS.metric)
   failed = [row for row in rows if row["status"].startswith("failed")]
   print(f"Results: {os.path.join(workdir, 'results.md')} ({len(failed)} failed)")
   for row in failed:
@@ -313,5 +315,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flag_as_required("config")
   app.run(main)

@@ -51,13 +51,6 @@ def convert(config: ml_collections.ConfigDict, encoder_dir: str = "", decoder_di
 
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file, e.g. "
-                                          "configs/babi.py:qa1,base.", lock_config=True)
-_ENCODER = flags.DEFINE_string("encoder", "", "Hugging Face BERT-family directory ('' = random).")
-_DECODER = flags.DEFINE_string("decoder", "", "Hugging Face GPT-2-family directory ('' = random).")
-_OUT = flags.DEFINE_string("out", None, "Workdir to write the step-0 checkpoint into.")
-
-
 def convert_to_checkpoint(config: ml_collections.ConfigDict, encoder_dir: str, decoder_dir: str,
                           out: str) -> None:
   """Writes `out/checkpoints/0`: the pretrained start of a training run, before any step."""
@@ -75,9 +68,17 @@ def convert_to_checkpoint(config: ml_collections.ConfigDict, encoder_dir: str, d
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  convert_to_checkpoint(_CONFIG.value, _ENCODER.value, _DECODER.value, _OUT.value)
+  f = flags.FLAGS
+  convert_to_checkpoint(f.config, f.encoder, f.decoder, f.out)
 
 
 if __name__ == "__main__":
+  # Flags are defined only when run as a command, so importing `convert` next to the training
+  # main (tests, notebooks) never defines --config twice.
+  config_flags.DEFINE_config_file("config", None, "Training config file, e.g. "
+                                  "configs/babi.py:qa1,base.", lock_config=True)
+  flags.DEFINE_string("encoder", "", "Hugging Face BERT-family directory ('' = random).")
+  flags.DEFINE_string("decoder", "", "Hugging Face GPT-2-family directory ('' = random).")
+  flags.DEFINE_string("out", None, "Workdir to write the step-0 checkpoint into.")
   flags.mark_flags_as_required(["config", "out"])
   app.run(main)

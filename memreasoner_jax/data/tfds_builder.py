@@ -156,17 +156,17 @@ def load_directory(builder_dir: str, split: str) -> TfdsSource:
   return TfdsSource(tfds.builder_from_directory(builder_dir), split)
 
 
-_CONFIGS = flags.DEFINE_list("config", None, "Config names to build, e.g. qa1_0k,qa2_4k.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "Where datasets are written.")
-
-
 def main(argv: Sequence[str]) -> None:
   del argv
-  for name in _CONFIGS.value or []:
-    builder = build(name, _DATA_DIR.value)
+  for name in flags.FLAGS.config:
+    builder = build(name, flags.FLAGS.data_dir)
     print(builder.data_dir, {s: i.num_examples for s, i in builder.info.splits.items()})
 
 
 if __name__ == "__main__":
+  # Flags are defined only when run as a command, so importing this module next to other
+  # commands (tests, notebooks) never defines a flag twice.
+  flags.DEFINE_list("config", None, "Config names to build, e.g. qa1_0k,qa2_4k.")
+  flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "Where datasets are written.")
   flags.mark_flag_as_required("config")
   app.run(main)
