@@ -24,6 +24,7 @@ import csv
 import dataclasses
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -206,12 +207,15 @@ _DISTRACTORS = flags.DEFINE_string("distractors", None, "Filler source: builtin,
 def main(argv: Sequence[str]) -> None:
   del argv
   checkpointing.quiet_orbax_logs()
-  reasoner = inference.load(_CHECKPOINT.value)
-  tasks = _TASKS.value or reasoner.config.data.tasks.split("+")
-  seed = reasoner.config.data.eval_seed if _SEED.value is None else _SEED.value
-  rows = run(reasoner.answer_examples, _OUT.value, grid(tasks, _LENGTHS.value, _SPLITS.value),
-             num=_NUM.value, seed=seed, distractors=_DISTRACTORS.value,
-             model_id=reasoner.directory)
+  try:
+    reasoner = inference.load(_CHECKPOINT.value)
+    tasks = _TASKS.value or reasoner.config.data.tasks.split("+")
+    seed = reasoner.config.data.eval_seed if _SEED.value is None else _SEED.value
+    rows = run(reasoner.answer_examples, _OUT.value, grid(tasks, _LENGTHS.value, _SPLITS.value),
+               num=_NUM.value, seed=seed, distractors=_DISTRACTORS.value,
+               model_id=reasoner.directory)
+  except (ValueError, FileNotFoundError) as e:  # bad flags, checkpoint or cache: no traceback
+    sys.exit(f"ERROR: {e}")
   print(markdown_table(rows), end="")
   print(f"Wrote {', '.join(OUTPUTS)} to {_OUT.value}")
 
