@@ -1,0 +1,39 @@
+"""Long contexts answer on one CPU device with bounded memory (lines are encoded in chunks).
+
+128k tokens (about 11,000 lines of the tiny model's 46-byte lines) takes minutes on two shared
+cores, so it is marked slow; 16k runs always. Figures: BUILD_NOTES.md, "Inference and
+evaluation".
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+_MEASURE = """
+import json, resource, sys, time
+import memreasoner_jax
+from memreasoner_jax.tasks import registry
+reasoner = memreasoner_jax.load(sys.argv[1])
+(example,) = registry.generate("qa1", "test", 1, seed=1, length=sys.argv[2])
+started = time.time()
+explanation = reasoner.explain(example.context, example.question)
+print(json.dumps({"seconds": time.time() - started, "answer": explanation.answer,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "chars": sum(len(line) for line in example.context)}))
+"""
+
+
+@pytest.mark.parametrize("length, max_rss_mb", [
+    ("16k", 3000), pytest.param("128k", 3000, marks=pytest.mark.slow)])
+def test_long_context_answers_with_bounded_memory(qa1_checkpoint, length, max_rss_mb):
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  result = subprocess.run([sys.executable, "-c", _MEASURE, qa1_checkpoint.workdir, length],
+                          capture_output=True, text=True, env=env, timeout=1200, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  measured = json.loads(result.stdout.strip().splitlines()[-1])
+  assert measured["chars"] > 3.5 * 1000 * int(length[:-1])  # about 4 characters per token
+  assert measured["answer"]
+  assert measured["peak_rss_mb"] < max_rss_mb, measured
