@@ -1,16 +1,12 @@
-"""Long contexts answer on one CPU device with bounded memory (lines are encoded in chunks).
-
-128k tokens (about 11,000 lines of the tiny model's 46-byte lines) takes minutes on two shared
-cores, so it is marked slow; 16k runs always. Figures: BUILD_NOTES.md, "Inference and
-evaluation".
+"""A 128k-token context answers on one CPU device with bounded memory (lines are encoded in
+chunks): about 15,000 of the tiny model's 46-byte lines, some 10 seconds with compilation on two
+cores. Figures for other lengths: BUILD_NOTES.md, "Inference and evaluation".
 """
 
 import json
 import os
 import subprocess
 import sys
-
-import pytest
 
 _MEASURE = """
 import json, resource, sys, time
@@ -26,14 +22,12 @@ print(json.dumps({"seconds": time.time() - started, "answer": explanation.answer
 """
 
 
-@pytest.mark.parametrize("length, max_rss_mb", [
-    ("16k", 3000), pytest.param("128k", 3000, marks=pytest.mark.slow)])
-def test_long_context_answers_with_bounded_memory(qa1_checkpoint, length, max_rss_mb):
+def test_128k_tokens_answer_on_one_cpu_with_bounded_memory(qa1_checkpoint):
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-  result = subprocess.run([sys.executable, "-c", _MEASURE, qa1_checkpoint.workdir, length],
+  result = subprocess.run([sys.executable, "-c", _MEASURE, qa1_checkpoint.workdir, "128k"],
                           capture_output=True, text=True, env=env, timeout=1200, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   measured = json.loads(result.stdout.strip().splitlines()[-1])
-  assert measured["chars"] > 3.5 * 1000 * int(length[:-1])  # about 4 characters per token
+  assert measured["chars"] > 3.5 * 128_000  # about 4 characters per token
   assert measured["answer"]
-  assert measured["peak_rss_mb"] < max_rss_mb, measured
+  assert measured["peak_rss_mb"] < 2000, measured  # 900 MB measured (BUILD_NOTES.md)

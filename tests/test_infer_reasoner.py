@@ -69,11 +69,11 @@ def test_text_and_list_contexts_answer_alike_and_calls_reuse_compilations(reason
 
 
 def test_batches_are_bounded_in_lines(reasoner, held_out):
-  reasoner.max_batch_lines = 32  # at most two 16-line examples per batch
+  default, reasoner.max_batch_lines = reasoner.max_batch_lines, 32  # two 16-line examples
   try:
     assert [len(g) for g in reasoner._groups(held_out[:5])] == [2, 2, 1]  # pylint: disable=protected-access
   finally:
-    reasoner.max_batch_lines = inference.Reasoner.__init__.__kwdefaults__["max_batch_lines"]
+    reasoner.max_batch_lines = default
 
 
 @pytest.mark.parametrize("context, question, error, message", [
