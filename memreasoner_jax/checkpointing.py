@@ -7,12 +7,16 @@ Each step directory `checkpoints/<step>/` holds four items:
   data      the training iterator's position (JSON), so a resumed run reads the same batches
 
 Saves are asynchronous: the arrays are copied off the devices and written in the background while
-training goes on. Restoring reshards onto whatever mesh the restoring run has.
+training goes on. Restoring reshards onto whatever mesh the restoring run has; `restore_params`
+reads only the parameters (no optimizer state), for inference.
 """
 
+from collections.abc import Callable
 import json
+import logging as python_logging
+import os
 import signal
-from typing import Any
+from typing import Any, NamedTuple
 
 from absl import logging
 import jax
@@ -25,8 +29,19 @@ ITEMS = ("state", "config", "metadata", "data")
 FORMAT_VERSION = 1
 
 
+def quiet_orbax_logs() -> None:
+  """Keeps orbax's per-save and per-restore INFO chatter out of command-line logs (its
+  warnings still show)."""
+  logging.get_absl_handler().addFilter(
+      lambda r: r.levelno >= python_logging.WARNING or "/orbax/" not in r.pathname)
+
+
 class IncompatibleCheckpointError(ValueError):
   """The workdir holds a checkpoint of a different model than the config describes."""
+
+
+class UnreadableCheckpointError(ValueError):
+  """No step of a checkpoint could be read (files missing or corrupt)."""
 
 
 def model_metadata(config: ml_collections.ConfigDict, abstract_params: Any,
@@ -137,6 +152,93 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+class RestoredParams(NamedTuple):
+  params: Any
+  config: ml_collections.ConfigDict  # the run's whole config, locked
+  metadata: dict[str, Any]  # model_metadata() as saved
+  step: int
+  directory: str  # the step directory read
+
+
+def checkpoint_steps(path: str) -> tuple[str, list[int]]:
+  """(checkpoints directory, steps to try newest first) for a workdir, its `checkpoints/`
+  directory, or one step directory `checkpoints/<step>`; a clear error for anything else."""
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"No checkpoint at {path}: no such directory")
+  name = os.path.basename(path)
+  if name.isdigit() and any(os.path.exists(os.path.join(path, i)) for i in ITEMS):
+    return os.path.dirname(path), [int(name)]
+  directory = os.path.join(path, "checkpoints") if os.path.isdir(
+      os.path.join(path, "checkpoints")) else path
+  steps = sorted((int(n) for n in os.listdir(directory)
+                  if n.isdigit() and os.path.isdir(os.path.join(directory, n))), reverse=True)
+  if not steps:
+    raise FileNotFoundError(
+        f"No checkpoint at {path}: expected a training workdir (holding checkpoints/<step>/), "
+        "its checkpoints/ directory, or one step directory checkpoints/<step>")
+  return directory, steps
+
+
+def _missing_items(step_dir: str) -> list[str]:
+  return [i for i in ("state", "config", "metadata") if not os.path.isdir(os.path.join(step_dir, i))]
+
+
+def restore_params(path: str, abstract_params: Callable[[ml_collections.ConfigDict], Any]
+                   ) -> RestoredParams:
+  """The parameters of the newest readable step under `path`, without the optimizer state.
+
+  `abstract_params(config)` gives the parameter tree as ShapeDtypeStructs with the shardings
+  to restore onto (any device count: orbax reshards). A workdir's newest unreadable step (files
+  missing or corrupt) is skipped for the one before it with a warning; an explicit step
+  directory that cannot be read is an error naming what is wrong.
+  """
+  directory, steps = checkpoint_steps(path)
+  manager = ocp.CheckpointManager(directory, item_names=ITEMS,
+                                  options=ocp.CheckpointManagerOptions(
+                                      create=False, enable_async_checkpointing=False))
+  problems = []
+  try:
+    for step in steps:
+      step_dir = os.path.join(directory, str(step))
+      missing = _missing_items(step_dir)
+      if missing:
+        problems.append(f"{step_dir} is incomplete: missing {', '.join(missing)}")
+      else:
+        try:
+          restored = _restore_step(manager, step, abstract_params)
+          if problems:
+            logging.warning("Restored step %d instead: %s", step, "; ".join(problems))
+          return restored._replace(directory=step_dir)
+        except IncompatibleCheckpointError:
+          raise
+        except Exception as e:  # pylint: disable=broad-except  (any unreadable step falls back)
+          problems.append(f"{step_dir} is unreadable ({type(e).__name__}: {e})")
+      logging.warning("Checkpoint %s; trying the one before it", problems[-1])
+  finally:
+    manager.close()
+  raise UnreadableCheckpointError("No readable checkpoint at " + path + ":\n  "
+                                  + "\n  ".join(problems))
+
+
+def _restore_step(manager: ocp.CheckpointManager, step: int,
+                  abstract_params: Callable[[ml_collections.ConfigDict], Any]) -> RestoredParams:
+  saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore(),
+                                                        metadata=ocp.args.JsonRestore()))
+  config = ml_collections.ConfigDict(saved.config)
+  config.lock()
+  target = abstract_params(config)
+  diff = differences(saved.metadata, model_metadata(config, target, saved.metadata["tokenizers"]))
+  if diff:
+    raise IncompatibleCheckpointError(
+        f"Checkpoint step {step} in {manager.directory} does not match the model its own config "
+        "builds with this version of the code:\n  " + "\n  ".join(diff[:20]))
+  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+      item={"params": target}, restore_args=ocp.checkpoint_utils.construct_restore_args(
+          {"params": target}), partial_restore=True))).state
+  return RestoredParams(state["params"], config, saved.metadata, step, "")
 
 
 class Preemption:

@@ -45,14 +45,16 @@ def make_eval_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
                  out_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)))
 
 
-def score(task: str, output: str, target: str, question: str) -> dict[str, float]:
-  """The task's metrics for one answer, 0..1."""
+def score(task: str, output: str, target: str, question: str,
+          renamed: bool = False) -> dict[str, float]:
+  """The task's metrics for one answer, 0..1 (`renamed`: BABILong's labels are the renamed
+  split's words)."""
   scores = {"exact_match": float(task_metrics.exact_match(output, target))}
   if task.startswith("vt"):
     scores["ruler"] = task_metrics.string_match_all(output, target.split())
   else:
     scores["babilong"] = float(task_metrics.compare_answers(
-        output, target, question, rename.answer_labels(task)))
+        output, target, question, rename.answer_labels(task, renamed)))
   return scores
 
 

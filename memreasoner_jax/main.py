@@ -6,7 +6,6 @@ Multi-host: on SLURM, Cloud TPU pods and Open MPI nothing more is needed; elsewh
 process per host with --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
-import logging as python_logging
 import sys
 
 from absl import app
@@ -31,14 +30,9 @@ _JOIN_TIMEOUT = flags.DEFINE_integer("join_timeout", 300, "Seconds to wait for e
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _quiet_orbax(record) -> bool:
-  """Keeps orbax's per-save INFO chatter out of the training log (warnings still show)."""
-  return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
-
-
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(_quiet_orbax)
+  checkpointing.quiet_orbax_logs()
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                   _JOIN_TIMEOUT.value)
   try:

@@ -196,18 +196,22 @@ class MemReasoner:
     return logits
 
   def generate(self, params: Params, batch: dict[str, jax.Array], max_new_tokens: int, *,
-               use_cache: bool = True) -> tuple[jax.Array, jax.Array]:
+               use_cache: bool = True,
+               reasoning: Reasoning | None = None) -> tuple[jax.Array, jax.Array]:
     """Greedy answers after each example's prompt.
 
     Every sequence steps one position at a time from position 0; while a sequence is still
     inside its prompt its next input is the prompt token, afterwards its own prediction, so
     prompts of different lengths share one loop. Without the cache each step re-runs the whole
-    prefix (for checking the cache).
+    prefix (for checking the cache). `reasoning` reuses a `reason` result already computed for
+    this batch (inference reports the hops' similarities too without encoding twice).
 
     Returns:
       (tokens_BxN, logits_BxNxV) of the N = max_new_tokens generated positions.
     """
-    cond_BxNxC = self.reason(params, batch).cond_BxNxC
+    if reasoning is None:
+      reasoning = self.reason(params, batch)
+    cond_BxNxC = reasoning.cond_BxNxC
     prompt_BxP = batch["answer_BxA"]
     prompt_len_B = batch["prompt_len_B"]
     b, p = prompt_BxP.shape

@@ -1,0 +1,225 @@
+r"""Accuracy over tasks x context lengths x splits, written as JSON, CSV, markdown and a figure.
+
+  python -m memreasoner_jax.eval_grid --checkpoint=/tmp/qa1_tiny --out=/tmp/qa1_grid \
+      --tasks=qa1 --lengths=0k,1k,4k,16k,64k,128k --splits=standard,renamed --num=100
+
+A cell is one (task, length, split): `--num` held-out examples generated with `--seed` (default:
+the checkpoint's data.eval_seed), hidden in `--distractors` filler at that length (default: the
+task's own, built-in book text for bAbI and RULER's noise for variable tracking); the renamed
+split is the same haystack with answer words training never saw. Scores (in %): BABILong's label
+match for bAbI tasks (the renamed split's labels for it), RULER's string_match_all for variable
+tracking, exact match for all; `accuracy` is the first of these.
+
+Every finished cell is written to OUT/cells.json at once, so a run that stops (interrupted,
+preempted) and is started again with the same flags computes only the cells still missing.
+Outputs in OUT: results.json, results.csv, results.md (accuracy, a row per task and split, a
+column per length) and results.png (accuracy by length, a line per task and split).
+
+The model is reached only through an `AnswerFn` (a batch of Examples -> answer strings), so any
+model that can answer examples is evaluated by `run` the same way.
+"""
+
+from collections.abc import Callable, Sequence
+import csv
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from absl import app
+from absl import flags
+from absl import logging
+import tqdm
+
+from memreasoner_jax import checkpointing
+from memreasoner_jax import evaluate
+from memreasoner_jax import inference
+from memreasoner_jax.tasks import registry
+from memreasoner_jax.tasks.example import Example
+
+AnswerFn = Callable[[Sequence[Example]], list[str]]
+SPLITS = ("standard", "renamed")
+LENGTHS = ("0k", "1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k")
+CACHE = "cells.json"
+OUTPUTS = ("results.json", "results.csv", "results.md", "results.png")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  task: str
+  length: str
+  split: str
+
+  @property
+  def key(self) -> str:
+    return f"{self.task}/{self.length}/{self.split}"
+
+
+def grid(tasks: Sequence[str], lengths: Sequence[str], splits: Sequence[str]) -> list[Cell]:
+  """Every cell, tasks outermost; unknown names are errors naming the flag."""
+  for name, values, allowed in (("tasks", tasks, registry.TASKS), ("lengths", lengths, LENGTHS),
+                                ("splits", splits, SPLITS)):
+    unknown = [v for v in values if v not in allowed]
+    if unknown or not values:
+      raise ValueError(f"--{name}: {unknown or 'nothing given'} not in {', '.join(allowed)}")
+  return [Cell(t, l, s) for t in tasks for s in splits for l in lengths]
+
+
+def evaluate_cell(answer_fn: AnswerFn, cell: Cell, num: int, seed: int,
+                  distractors: str | None) -> dict[str, Any]:
+  """Scores (in %) and timing of one cell."""
+  renamed = cell.split == "renamed"
+  examples = registry.generate(cell.task, "test", num, seed, length=cell.length,
+                               distractors_spec=distractors, rename_answers=renamed)
+  started = time.time()
+  outputs = answer_fn(examples)
+  seconds = time.time() - started
+  totals: dict[str, float] = {}
+  for example, output in zip(examples, outputs, strict=True):
+    for name, value in evaluate.score(cell.task, output, example.answer, example.question,
+                                      renamed).items():
+      totals[name] = totals.get(name, 0.0) + value
+  scores = {name: 100.0 * total / num for name, total in totals.items()}
+  metric = "ruler" if cell.task.startswith("vt") else "babilong"
+  return {**dataclasses.asdict(cell), "num": num, "metric": metric, "accuracy": scores[metric],
+          **scores, "seconds": seconds, "seconds_per_question": seconds / num,
+          "sample": {"question": examples[0].question, "target": examples[0].answer,
+                     "output": outputs[0]}}
+
+
+def _read_cache(path: str, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+  if not os.path.exists(path):
+    return {}
+  with open(path, encoding="utf-8") as f:
+    cache = json.load(f)
+  if cache.get("settings") != settings:
+    raise ValueError(f"{path} holds cells of another evaluation (settings {cache.get('settings')}"
+                     f", now {settings}); use another --out, or delete it to start over")
+  return cache["cells"]
+
+
+def _write_json(path: str, value: Any) -> None:
+  """Written to a temporary file and renamed, so an interruption never leaves half a file."""
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+def run(answer_fn: AnswerFn, out_dir: str, cells: Sequence[Cell], *, num: int, seed: int,
+        distractors: str | None = None, model_id: str = "", progress: bool = True
+        ) -> list[dict[str, Any]]:
+  """Evaluates every cell not already in OUT/cells.json, then writes the four outputs.
+
+  `model_id` names what is evaluated (e.g. the checkpoint directory); a cache written for
+  another model or other settings is refused rather than mixed in.
+  """
+  if num < 1:
+    raise ValueError(f"--num must be >= 1, got {num}")
+  os.makedirs(out_dir, exist_ok=True)
+  cache_path = os.path.join(out_dir, CACHE)
+  settings = {"model": model_id, "num": num, "seed": seed, "distractors": distractors}
+  done = _read_cache(cache_path, settings)
+  todo = [c for c in cells if c.key not in done]
+  if len(todo) < len(cells):
+    logging.info("Resuming: %d of %d cells already in %s", len(cells) - len(todo), len(cells),
+                 cache_path)
+  with tqdm.tqdm(total=len(cells), initial=len(cells) - len(todo), unit="cell",
+                 desc="eval grid", disable=not progress) as bar:
+    for cell in todo:
+      bar.set_postfix_str(cell.key)
+      done[cell.key] = evaluate_cell(answer_fn, cell, num, seed, distractors)
+      _write_json(cache_path, {"settings": settings, "cells": done})
+      bar.update()
+  rows = [done[c.key] for c in cells]
+  write_outputs(rows, out_dir, title=model_id)
+  return rows
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+  """Accuracy with a row per task and split and a column per length."""
+  lengths = list(dict.fromkeys(r["length"] for r in rows))
+  lines = ["| task | split | metric | " + " | ".join(lengths) + " |",
+           "|---|---|---|" + "---:|" * len(lengths)]
+  for task, split in dict.fromkeys((r["task"], r["split"]) for r in rows):
+    by_length = {r["length"]: r for r in rows if (r["task"], r["split"]) == (task, split)}
+    metric = next(iter(by_length.values()))["metric"]
+    values = [f"{by_length[l]['accuracy']:.1f}" if l in by_length else "" for l in lengths]
+    lines.append(f"| {task} | {split} | {metric} | " + " | ".join(values) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(rows: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
+  """Accuracy by length (evenly spaced, as the lengths double), a line per task and split."""
+  import matplotlib  # pylint: disable=import-outside-toplevel  (only the figure needs it)
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  lengths = list(dict.fromkeys(r["length"] for r in rows))
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for task, split in dict.fromkeys((r["task"], r["split"]) for r in rows):
+    points = [(lengths.index(r["length"]), r["accuracy"]) for r in rows
+              if (r["task"], r["split"]) == (task, split)]
+    ax.plot(*zip(*points), marker="o", linestyle="--" if split == "renamed" else "-",
+            label=f"{task} {split}")
+  ax.set_xticks(range(len(lengths)), lengths)
+  ax.set_xlabel("context length (tokens)")
+  ax.set_ylabel("accuracy (%)")
+  ax.set_ylim(-2, 102)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  if title:
+    ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write_outputs(rows: Sequence[dict[str, Any]], out_dir: str, title: str = "") -> None:
+  """results.json, results.csv, results.md and results.png in `out_dir`."""
+  json_path, csv_path, md_path, png_path = (os.path.join(out_dir, n) for n in OUTPUTS)
+  _write_json(json_path, list(rows))
+  columns = [k for k in rows[0] if k != "sample"]
+  with open(csv_path, "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+  with open(md_path, "w", encoding="utf-8") as f:
+    f.write(markdown_table(rows))
+  plot(rows, png_path, title)
+
+
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A training workdir (its newest step) or "
+                                  "one checkpoints/<step> directory.")
+_OUT = flags.DEFINE_string("out", None, "Output directory (results.* and the cells.json cache).")
+_TASKS = flags.DEFINE_list("tasks", None, "Tasks to evaluate (default: the checkpoint's).")
+_LENGTHS = flags.DEFINE_list("lengths", list(LENGTHS), "Context lengths in tokens.")
+_SPLITS = flags.DEFINE_list("splits", list(SPLITS), "standard and/or renamed.")
+_NUM = flags.DEFINE_integer("num", 100, "Examples per cell.")
+_SEED = flags.DEFINE_integer("seed", None, "Generation seed (default: the checkpoint's "
+                             "data.eval_seed).")
+_DISTRACTORS = flags.DEFINE_string("distractors", None, "Filler source: builtin, noise, a text "
+                                   "file or directory of books, or tfds:pg19 (default: the "
+                                   "task's own).")
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  checkpointing.quiet_orbax_logs()
+  try:
+    reasoner = inference.load(_CHECKPOINT.value)
+    tasks = _TASKS.value or reasoner.config.data.tasks.split("+")
+    seed = reasoner.config.data.eval_seed if _SEED.value is None else _SEED.value
+    rows = run(reasoner.answer_examples, _OUT.value, grid(tasks, _LENGTHS.value, _SPLITS.value),
+               num=_NUM.value, seed=seed, distractors=_DISTRACTORS.value,
+               model_id=reasoner.directory)
+  except (ValueError, FileNotFoundError) as e:  # bad flags, checkpoint or cache: no traceback
+    sys.exit(f"ERROR: {e}")
+  print(markdown_table(rows), end="")
+  print(f"Wrote {', '.join(OUTPUTS)} to {_OUT.value}")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["checkpoint", "out"])
+  app.run(main)

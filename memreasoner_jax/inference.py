@@ -1,0 +1,240 @@
+"""Answering questions with a trained checkpoint: `load(path) -> Reasoner`.
+
+  import memreasoner_jax
+  reasoner = memreasoner_jax.load("/tmp/qa1_tiny")  # a workdir, or one checkpoints/<step>
+  reasoner.answer("Mary went to the kitchen.\nJohn moved to the garden.", "Where is Mary?")
+  print(reasoner.explain(story, "Where is Mary?"))   # the lines each hop read, then the answer
+
+A text context is split into lines the way training data was made: every line of the text is
+split into sentences (`tasks.sentences.split_sentences`), and a sentence longer than the model's
+line width is cut at spaces (`data.lines.split_line`), never truncated. A list of lines is taken
+as it is, apart from that cut.
+
+Calls are jitted once per shape: the batch is padded to a power of two (at least the device
+count) and the lines to the config's line buckets, extended by doubling past `data.max_lines`,
+so a long evaluation compiles a handful of shapes. Memory stays bounded for long contexts: the
+encoder encodes `model.encoder.encode_chunk` lines at a time, and a batch holds at most
+`max_batch_lines` lines (fewer examples per batch as contexts grow, down to one).
+"""
+
+from collections.abc import Sequence
+import dataclasses
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from memreasoner_jax import checkpointing
+from memreasoner_jax import input as input_lib
+from memreasoner_jax import model as model_lib
+from memreasoner_jax import parallel
+from memreasoner_jax.data import batching
+from memreasoner_jax.data import lines as lines_lib
+from memreasoner_jax.tasks import sentences
+from memreasoner_jax.tasks.example import Example
+
+Context = str | Sequence[str]
+_BATCH_KEYS = ("context_BxExT", "line_mask_BxE", "query_BxQ", "answer_BxA", "prompt_len_B")
+
+
+@dataclasses.dataclass(frozen=True)
+class LineWeight:
+  """One context line as a hop read it: `weight` is the cosine of the hop's readout with the
+  line's written latent (1 = the readout points exactly at this line)."""
+
+  index: int  # position in the context's lines (after splitting)
+  text: str
+  weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+  """Per hop the lines read most strongly (strongest first), then the answer."""
+
+  question: str
+  hops: tuple[tuple[LineWeight, ...], ...]
+  answer: str
+
+  def __str__(self) -> str:
+    out = [f"Question: {self.question}"]
+    for h, read in enumerate(self.hops):
+      for i, line in enumerate(read):
+        head = f"Hop {h + 1}:" if i == 0 else ""
+        out.append(f"{head:<8}{line.weight:6.3f}  line {line.index:<5} {line.text}")
+    out.append(f"Answer: {self.answer}")
+    return "\n".join(out)
+
+  def _repr_pretty_(self, printer, cycle: bool) -> None:
+    """IPython and notebooks show the same table as print()."""
+    del cycle
+    printer.text(str(self))
+
+
+def context_lines(context: Context, max_bytes: int, name: str = "context") -> tuple[str, ...]:
+  """The lines the model reads for `context` (a text or a list of lines); errors name `name`."""
+  if isinstance(context, str):
+    raw = [s for line in context.splitlines() if line.strip()
+           for s in sentences.split_sentences(line.strip())]
+  elif isinstance(context, Sequence):
+    for i, line in enumerate(context):
+      if not isinstance(line, str):
+        raise TypeError(f"{name}[{i}] must be a string (one line), got {type(line).__name__}")
+    raw = [line for line in context if line.strip()]
+  else:
+    raise TypeError(f"{name} must be a string or a list of lines, got {type(context).__name__}")
+  if not raw:
+    raise ValueError(f"{name} is empty: give at least one non-blank line")
+  return tuple(piece for line in raw for piece in lines_lib.split_line(line, max_bytes))
+
+
+def _check_question(question: Any, name: str) -> str:
+  if not isinstance(question, str):
+    raise TypeError(f"{name} must be a string, got {type(question).__name__}")
+  if not question.strip():
+    raise ValueError(f"{name} is empty")
+  return question
+
+
+class Reasoner:
+  """A trained MemReasoner with its tokenizers and config, ready to answer questions."""
+
+  def __init__(self, params: model_lib.Params, config: ml_collections.ConfigDict,
+               mesh: jax.sharding.Mesh, *, step: int, directory: str,
+               max_batch_lines: int = 2 ** 14):
+    self._config = config
+    self._model = model_lib.MemReasoner(config.model)
+    self._params = params
+    self._mesh = mesh
+    self._batcher = input_lib.make_batcher(config.data)
+    self.step = step
+    self.directory = directory
+    self.max_batch_lines = max_batch_lines
+    self._max_line_bytes = config.data.line_tokens - 2
+    max_new_tokens = config.eval.max_new_tokens
+
+    def infer(params, batch):
+      reasoning = self._model.reason(params, batch)
+      tokens_BxN, _ = self._model.generate(params, batch, max_new_tokens, reasoning=reasoning)
+      return tokens_BxN, reasoning.sims_BxHxE
+
+    rows = parallel.batch_sharding(mesh)
+    params_sharding = jax.tree.map(lambda x: x.sharding, params)
+    self._infer = jax.jit(infer, in_shardings=(params_sharding, rows), out_shardings=rows)
+
+  @property
+  def config(self) -> ml_collections.ConfigDict:
+    """The config the checkpoint was trained with."""
+    return self._config
+
+  def __repr__(self) -> str:
+    num_params = sum(x.size for x in jax.tree.leaves(self._params))
+    return (f"Reasoner({self._config.model.preset} preset, tasks {self._config.data.tasks}, "
+            f"{num_params:,} parameters, step {self.step}, {self._mesh.devices.size} device(s), "
+            f"from {self.directory})")
+
+  def answer(self, context: Context, question: str) -> str:
+    """The model's answer to `question` about `context` (a text or a list of lines)."""
+    ((answer, _),) = self._run(self._examples([context], [question], ("context", "question")))
+    return answer
+
+  def answer_batch(self, contexts: Sequence[Context], questions: Sequence[str]) -> list[str]:
+    """Answers of many questions, batched (contexts of different lengths are fine)."""
+    examples = self._examples(contexts, questions, ("contexts[{i}]", "questions[{i}]"))
+    return [answer for answer, _ in self._run(examples)]
+
+  def explain(self, context: Context, question: str, top_k: int = 3) -> Explanation:
+    """Per hop the `top_k` lines whose latents the hop's readout points at most, and the answer."""
+    (example,) = self._examples([context], [question], ("context", "question"))
+    ((answer, sims_HxE),) = self._run([example])
+    hops = []
+    for sims_E in sims_HxE:
+      sims_E = sims_E[:len(example.context)]
+      order = np.argsort(-sims_E, kind="stable")[:top_k]
+      hops.append(tuple(LineWeight(int(i), example.context[i], float(sims_E[i])) for i in order))
+    return Explanation(question, tuple(hops), answer)
+
+  def answer_examples(self, examples: Sequence[Example]) -> list[str]:
+    """Answers of task Examples (their context and question; answers are not looked at)."""
+    return self.answer_batch([e.context for e in examples], [e.question for e in examples])
+
+  def _examples(self, contexts: Sequence[Context], questions: Sequence[str],
+                names: tuple[str, str]) -> list[Example]:
+    if isinstance(contexts, str) or isinstance(questions, str):
+      raise TypeError("answer_batch takes a list of contexts and a list of questions; use "
+                      "answer() for a single question")
+    if len(contexts) != len(questions):
+      raise ValueError(f"{len(contexts)} contexts but {len(questions)} questions")
+    query_limit = self._config.data.query_tokens - 2
+    examples = []
+    for i, (context, question) in enumerate(zip(contexts, questions)):
+      context_name, question_name = (n.format(i=i) for n in names)
+      question = _check_question(question, question_name)
+      num_tokens = len(self._batcher.encoder_tokenizer.encode(question))
+      if num_tokens > query_limit:
+        raise ValueError(f"{question_name} has {num_tokens} tokens, more than the {query_limit} "
+                         f"this model reads (data.query_tokens={query_limit + 2})")
+      examples.append(Example(context_lines(context, self._max_line_bytes, context_name),
+                              question, "", (), "input", i))
+    return examples
+
+  def _line_bucket(self, num_lines: int) -> int:
+    data = self._config.data
+    return batching.bucket_for(
+        num_lines, batching.line_buckets(data.line_bucket, max(data.max_lines, num_lines)))
+
+  def _batch_rows(self, size: int) -> int:
+    """Rows of a batch of `size` examples: a power of two, a multiple of the device count."""
+    devices = self._mesh.devices.size
+    rows = 1 << max(size - 1, 0).bit_length()
+    return -(-max(rows, devices) // devices) * devices
+
+  def _groups(self, examples: list[Example]) -> list[list[Example]]:
+    """Consecutive examples batched so that a batch holds at most `max_batch_lines` lines."""
+    groups, start = [], 0
+    while start < len(examples):
+      size = self._config.data.eval_batch
+      while size > 1:
+        part = examples[start:start + size]
+        lines = self._line_bucket(max(len(e.context) for e in part))
+        if self._batch_rows(len(part)) * lines <= self.max_batch_lines:
+          break
+        size //= 2
+      groups.append(examples[start:start + size])
+      start += size
+    return groups
+
+  def _run(self, examples: list[Example]) -> list[tuple[str, np.ndarray]]:
+    """(answer, sims_HxE) per example, in order."""
+    results = []
+    decode = self._batcher.decoder_tokenizer.decode
+    for group in self._groups(examples):
+      padded = group + group[:1] * (self._batch_rows(len(group)) - len(group))
+      local = self._batcher(padded, num_lines=self._line_bucket(
+          max(len(e.context) for e in group)))
+      batch = parallel.global_batch({k: local[k] for k in _BATCH_KEYS}, self._mesh)
+      tokens_BxN, sims_BxHxE = jax.device_get(self._infer(self._params, batch))
+      results += [(decode(tokens_BxN[b]), sims_BxHxE[b]) for b in range(len(group))]
+    return results
+
+
+def load(path: str, devices: Sequence[jax.Device] | None = None) -> Reasoner:
+  """A Reasoner from a training workdir (its newest readable step) or one step directory.
+
+  The parameters are restored replicated onto `devices` (default: this process's devices),
+  whatever mesh wrote them; the model, tokenizers and decoding length come from the
+  checkpoint's own config. The optimizer state is not read.
+  """
+  mesh = parallel.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}),
+                            devices or jax.local_devices())
+
+  def abstract_params(config: ml_collections.ConfigDict) -> Any:
+    model = model_lib.MemReasoner(config.model)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), model_lib.batch_shapes())
+    shardings = parallel.state_shardings(shapes, mesh, config.mesh.fsdp_min_size)
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        shapes, shardings)
+
+  restored = checkpointing.restore_params(path, abstract_params)
+  return Reasoner(restored.params, restored.config, mesh, step=restored.step,
+                  directory=restored.directory)

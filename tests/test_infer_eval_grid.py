@@ -1,0 +1,65 @@
+"""The evaluation command writes JSON, CSV, markdown and PNG; an interrupted grid resumes."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from memreasoner_jax import eval_grid
+from memreasoner_jax import inference
+
+
+def test_command_writes_all_four_outputs(qa1_checkpoint, tmp_path):
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  result = subprocess.run(
+      [sys.executable, "-m", "memreasoner_jax.eval_grid", f"--checkpoint={qa1_checkpoint.workdir}",
+       f"--out={tmp_path}", "--lengths=0k,1k", "--num=4", "--distractors=builtin"],
+      capture_output=True, text=True, env=env, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "| qa1 | standard | babilong |" in result.stdout
+  assert sorted(os.listdir(tmp_path)) == sorted(eval_grid.OUTPUTS + (eval_grid.CACHE,))
+  rows = json.loads((tmp_path / "results.json").read_text())
+  assert [(r["length"], r["split"]) for r in rows] == [
+      ("0k", "standard"), ("1k", "standard"), ("0k", "renamed"), ("1k", "renamed")]
+  assert all(0 <= r["accuracy"] <= 100 and r["num"] == 4 for r in rows)
+  with open(tmp_path / "results.csv", encoding="utf-8") as f:
+    assert [r["split"] for r in csv.DictReader(f)] == [r["split"] for r in rows]
+  table = (tmp_path / "results.md").read_text().splitlines()
+  assert table[0] == "| task | split | metric | 0k | 1k |" and len(table) == 4
+  assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_interrupted_grid_resumes_without_recomputing_finished_cells(qa1_checkpoint, tmp_path):
+  reasoner = inference.load(qa1_checkpoint.workdir, devices=jax.devices()[:1])
+  cells = eval_grid.grid(["qa1"], ["0k", "1k"], ["standard", "renamed"])
+  asked = []
+
+  def answer(examples):
+    if len(asked) == 2:
+      raise KeyboardInterrupt
+    asked.append(examples[0].context)
+    return reasoner.answer_examples(examples)
+
+  with pytest.raises(KeyboardInterrupt):
+    eval_grid.run(answer, str(tmp_path), cells, num=3, seed=1, progress=False)
+  cached = json.loads((tmp_path / eval_grid.CACHE).read_text())["cells"]
+  assert list(cached) == ["qa1/0k/standard", "qa1/1k/standard"]
+
+  asked.clear()
+  rows = eval_grid.run(lambda e: asked.append(e) or reasoner.answer_examples(e), str(tmp_path),
+                       cells, num=3, seed=1, progress=False)
+  assert len(asked) == 2  # only the two renamed cells
+  assert [r["sample"] for r in rows[:2]] == [cached[c.key]["sample"] for c in cells[:2]]
+  with pytest.raises(ValueError, match="holds cells of another evaluation"):
+    eval_grid.run(answer, str(tmp_path), cells, num=5, seed=1, progress=False)
+
+
+def test_unknown_grid_names_are_named():
+  with pytest.raises(ValueError, match=r"--lengths: \['3k'\]"):
+    eval_grid.grid(["qa1"], ["3k"], ["standard"])
+  with pytest.raises(ValueError, match=r"--splits"):
+    eval_grid.grid(["qa1"], ["0k"], ["shuffled"])
