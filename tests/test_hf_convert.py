@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from safetensors import numpy as safetensors_np
 
+import memreasoner_jax
 from memreasoner_jax import convert
 from memreasoner_jax import presets
 from tests import hf_models
@@ -87,3 +88,8 @@ def test_convert_command_checkpoint_fine_tunes_through_training(tmp_path):
   metrics = train.train_and_evaluate(config, workdir)
   assert np.isfinite(metrics["train/loss"]) and np.isfinite(metrics["train/ae_loss"])
   assert "2" in os.listdir(os.path.join(workdir, "checkpoints"))
+  reasoner = memreasoner_jax.load(workdir)
+  assert reasoner.step == 2
+  assert reasoner.config.data.encoder_tokenizer == config.model.encoder.init_from
+  assert isinstance(reasoner.answer(["Mary went to the kitchen.", "John moved to the office."],
+                                    "Where is Mary?"), str)
