@@ -19,17 +19,21 @@ from absl import flags
 
 COORDINATOR_PORT = 8476
 
-_NAME = flags.DEFINE_string("name", "memreasoner", "JobSet name (also its service's name).")
-_IMAGE = flags.DEFINE_string("image", None, "Container image with memreasoner_jax installed.")
-_ACCELERATOR = flags.DEFINE_enum("accelerator", "tpu", ["tpu", "gpu"], "Kind of node.")
-_NODES = flags.DEFINE_integer("nodes", 1, "Hosts (pods), one training process each.")
-_CHIPS = flags.DEFINE_integer("chips_per_node", 4, "TPU chips or GPUs per host.")
-_TPU_TYPE = flags.DEFINE_string("tpu_type", "tpu-v5p-slice", "GKE TPU accelerator "
-                                "(node label cloud.google.com/gke-tpu-accelerator).")
-_TPU_TOPOLOGY = flags.DEFINE_string("tpu_topology", "2x2x1", "TPU slice topology "
-                                    "(node label cloud.google.com/gke-tpu-topology).")
-_GPU_TYPE = flags.DEFINE_string("gpu_type", "nvidia-h100-80gb", "GKE GPU accelerator "
-                                "(node label cloud.google.com/gke-accelerator).")
+def define_flags() -> None:
+  """Defines the command's flags; only run as a command, so importing this module next
+  to other commands (tests, notebooks) never defines a flag twice."""
+  global _NAME, _IMAGE, _ACCELERATOR, _NODES, _CHIPS, _TPU_TYPE, _TPU_TOPOLOGY, _GPU_TYPE
+  _NAME = flags.DEFINE_string("name", "memreasoner", "JobSet name (also its service's name).")
+  _IMAGE = flags.DEFINE_string("image", None, "Container image with memreasoner_jax installed.")
+  _ACCELERATOR = flags.DEFINE_enum("accelerator", "tpu", ["tpu", "gpu"], "Kind of node.")
+  _NODES = flags.DEFINE_integer("nodes", 1, "Hosts (pods), one training process each.")
+  _CHIPS = flags.DEFINE_integer("chips_per_node", 4, "TPU chips or GPUs per host.")
+  _TPU_TYPE = flags.DEFINE_string("tpu_type", "tpu-v5p-slice", "GKE TPU accelerator "
+                                  "(node label cloud.google.com/gke-tpu-accelerator).")
+  _TPU_TOPOLOGY = flags.DEFINE_string("tpu_topology", "2x2x1", "TPU slice topology "
+                                      "(node label cloud.google.com/gke-tpu-topology).")
+  _GPU_TYPE = flags.DEFINE_string("gpu_type", "nvidia-h100-80gb", "GKE GPU accelerator "
+                                  "(node label cloud.google.com/gke-accelerator).")
 
 
 def manifest(name: str, image: str, accelerator: str, nodes: int, chips_per_node: int,
@@ -85,5 +89,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flag_as_required("image")
   app.run(main)

@@ -190,18 +190,22 @@ def write_outputs(rows: Sequence[dict[str, Any]], out_dir: str, title: str = "")
   plot(rows, png_path, title)
 
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A training workdir (its newest step) or "
-                                  "one checkpoints/<step> directory.")
-_OUT = flags.DEFINE_string("out", None, "Output directory (results.* and the cells.json cache).")
-_TASKS = flags.DEFINE_list("tasks", None, "Tasks to evaluate (default: the checkpoint's).")
-_LENGTHS = flags.DEFINE_list("lengths", list(LENGTHS), "Context lengths in tokens.")
-_SPLITS = flags.DEFINE_list("splits", list(SPLITS), "standard and/or renamed.")
-_NUM = flags.DEFINE_integer("num", 100, "Examples per cell.")
-_SEED = flags.DEFINE_integer("seed", None, "Generation seed (default: the checkpoint's "
-                             "data.eval_seed).")
-_DISTRACTORS = flags.DEFINE_string("distractors", None, "Filler source: builtin, noise, a text "
-                                   "file or directory of books, or tfds:pg19 (default: the "
-                                   "task's own).")
+def define_flags() -> None:
+  """Defines the command's flags; only run as a command, so importing this module next
+  to other commands (tests, notebooks) never defines a flag twice."""
+  global _CHECKPOINT, _OUT, _TASKS, _LENGTHS, _SPLITS, _NUM, _SEED, _DISTRACTORS
+  _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A training workdir (its newest step) or "
+                                    "one checkpoints/<step> directory.")
+  _OUT = flags.DEFINE_string("out", None, "Output directory (results.* and the cells.json cache).")
+  _TASKS = flags.DEFINE_list("tasks", None, "Tasks to evaluate (default: the checkpoint's).")
+  _LENGTHS = flags.DEFINE_list("lengths", list(LENGTHS), "Context lengths in tokens.")
+  _SPLITS = flags.DEFINE_list("splits", list(SPLITS), "standard and/or renamed.")
+  _NUM = flags.DEFINE_integer("num", 100, "Examples per cell.")
+  _SEED = flags.DEFINE_integer("seed", None, "Generation seed (default: the checkpoint's "
+                               "data.eval_seed).")
+  _DISTRACTORS = flags.DEFINE_string("distractors", None, "Filler source: builtin, noise, a text "
+                                     "file or directory of books, or tfds:pg19 (default: the "
+                                     "task's own).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -221,5 +225,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["checkpoint", "out"])
   app.run(main)

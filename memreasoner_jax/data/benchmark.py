@@ -25,12 +25,16 @@ from memreasoner_jax.data import pipeline
 from memreasoner_jax.data import tfds_builder
 from memreasoner_jax.data import tokenizers
 
-_TASK = flags.DEFINE_string("task", "qa1", "Task to generate.")
-_LENGTHS = flags.DEFINE_list("lengths", ["0k", "4k", "16k", "128k"], "Haystack lengths.")
-_NUM = flags.DEFINE_integer("num", 32, "Examples per length.")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per batch (and per read).")
-_TOKENIZER = flags.DEFINE_string("tokenizer", "byte", "Encoder/decoder tokenizer spec.")
-_OUT = flags.DEFINE_string("out", None, "Where to write the JSON results.")
+def define_flags() -> None:
+  """Defines the command's flags; only run as a command, so importing this module next
+  to other commands (tests, notebooks) never defines a flag twice."""
+  global _TASK, _LENGTHS, _NUM, _BATCH, _TOKENIZER, _OUT
+  _TASK = flags.DEFINE_string("task", "qa1", "Task to generate.")
+  _LENGTHS = flags.DEFINE_list("lengths", ["0k", "4k", "16k", "128k"], "Haystack lengths.")
+  _NUM = flags.DEFINE_integer("num", 32, "Examples per length.")
+  _BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per batch (and per read).")
+  _TOKENIZER = flags.DEFINE_string("tokenizer", "byte", "Encoder/decoder tokenizer spec.")
+  _OUT = flags.DEFINE_string("out", None, "Where to write the JSON results.")
 
 
 def _timed(fn: Callable[[], object]) -> tuple[object, float]:
@@ -97,4 +101,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
