@@ -23,14 +23,6 @@ from memreasoner_jax import hf_import
 from memreasoner_jax import model as model_lib
 from memreasoner_jax import train
 
-def init_batch() -> dict[str, jax.Array]:
-  """A one-example batch of the smallest shapes: `MemReasoner.init` only needs its ranks."""
-  return {"context_BxExT": jnp.zeros((1, 1, 4), jnp.int32),
-          "line_mask_BxE": jnp.ones((1, 1), bool),
-          "query_BxQ": jnp.zeros((1, 4), jnp.int32),
-          "answer_BxA": jnp.zeros((1, 4), jnp.int32)}
-
-
 def convert(config: ml_collections.ConfigDict, encoder_dir: str = "", decoder_dir: str = "", *,
             seed: int = 0) -> tuple[ml_collections.ConfigDict, model_lib.Params]:
   """(config, params) of a model starting from the given checkpoints ("" keeps a part random).
@@ -46,7 +38,10 @@ def convert(config: ml_collections.ConfigDict, encoder_dir: str = "", decoder_di
   if "data" in config:
     hf_import.record_tokenizers(config)
   model = model_lib.MemReasoner(hf_import.model_section(config))
-  params = jax.jit(model.init)(jax.random.key(seed), init_batch())
+  # Parameters depend only on the batch's shapes: the smallest stand-in batch will do.
+  batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in model_lib.batch_shapes(
+      lines=1, line_tokens=4, query_tokens=4, answer_tokens=4).items()}
+  params = model.init(jax.random.key(seed), batch)
   return config, hf_import.apply_init_from(config, params)
 
 
