@@ -229,9 +229,10 @@ def cosine(a_BxC: jax.Array, b_BxNxC: jax.Array) -> jax.Array:
   """Cosine similarity of each vector in `a` with each of its N partners in `b`, float32."""
   a_BxC = a_BxC.astype(jnp.float32)
   b_BxNxC = b_BxNxC.astype(jnp.float32)
-  eps = 1e-8
-  a_BxC = a_BxC / (jnp.linalg.norm(a_BxC, axis=-1, keepdims=True) + eps)
-  b_BxNxC = b_BxNxC / (jnp.linalg.norm(b_BxNxC, axis=-1, keepdims=True) + eps)
+  # The epsilon sits inside the square root: a zero vector (a padding line) then has a finite
+  # gradient, where the norm's own gradient at zero is NaN and would poison every masked sum.
+  unit = lambda x: x * jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True) + 1e-16)
+  a_BxC, b_BxNxC = unit(a_BxC), unit(b_BxNxC)
   return jnp.einsum("bc,bnc->bn", a_BxC, b_BxNxC, precision=_HIGHEST)
 
 

@@ -115,6 +115,18 @@ def test_gradients_finite_and_reach_every_parameter(tiny):
   dead = [jax.tree_util.keystr(path) for path, g in flat if not bool(jnp.any(g != 0))]
   assert not dead, f"parameters the loss does not reach: {dead}"
 
+@pytest.mark.parametrize("temporal", [{"temporal.residual": True}, {"temporal.kind": "none"}])
+def test_gradients_finite_with_padding_lines_reaching_the_similarities(temporal):
+  # Here a padding line's zero latent reaches the cosine similarities without the BiGRU's mask in
+  # between, so a NaN gradient of the norm at zero would reach the encoder.
+  model = model_lib.MemReasoner(_config(**temporal))
+  batch = toy_batches.qa1_batch(2, seed=3, lines=5, pad_lines=3)
+  params = model.init(jax.random.PRNGKey(0), batch)
+  grads = jax.jit(jax.grad(lambda p: losses.loss_fn(model, p, batch, jax.random.PRNGKey(1), 0,
+                                                    losses.loss_config())[0]))(params)
+  chex.assert_tree_all_finite(grads)
+
+
 
 def test_train_loss_and_gradient_traces_once(tiny):
   model, params, _ = tiny
