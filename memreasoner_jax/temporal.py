@@ -40,7 +40,7 @@ class TemporalEncoder(nn.Module):
   """
 
   kind: str = "bigru"
-  residual: bool = False
+  residual: bool = True
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
