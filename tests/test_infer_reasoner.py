@@ -32,9 +32,9 @@ def test_answer_answer_batch_and_explain_agree(reasoner, held_out):
 
 def test_explain_names_the_supporting_fact_when_the_answer_is_right(reasoner, held_out,
                                                                    qa1_checkpoint):
-  if qa1_checkpoint.scores["sf_accuracy"] < 0.9:
-    pytest.skip("the quick test checkpoint has not learned to read the supporting fact yet "
-                f"(its evaluation's sf_accuracy is {qa1_checkpoint.scores['sf_accuracy']:.2f})")
+  # The checkpoint's own held-out evaluation: the read has learned (1.0 measured), and answers
+  # are above chance (25% of 48 measured; chance is 16.7%).
+  assert qa1_checkpoint.scores["sf_accuracy"] >= 0.9, qa1_checkpoint.scores
   answers = reasoner.answer_examples(held_out)
   right = [e for e, a in zip(held_out, answers) if a == e.answer]
   assert len(right) >= 3, f"{len(right)} of {len(held_out)} right"
