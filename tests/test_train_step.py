@@ -79,3 +79,18 @@ def test_fsdp_splits_large_arrays_and_replicates_small_ones(config):
   shardings = parallel.state_shardings(tree, mesh, min_size=1000)
   assert shardings["big"].spec == jax.sharding.PartitionSpec(None, parallel.FSDP)
   assert shardings["odd"].spec == jax.sharding.PartitionSpec(None, None)
+
+
+def test_fsdp_training_matches_data_parallel_training(config):
+  # Parameters and Adam moments split over a 4-way fsdp axis (2-way data) train to the same
+  # losses as one device.
+  fsdp_config = config.copy_and_resolve_references()
+  fsdp_config.mesh.fsdp, fsdp_config.mesh.data = 4, 2
+  fsdp_config.mesh.fsdp_min_size = 4096
+  batches = [toy_batches.qa1_batch(16, seed=s, lines=6) for s in range(3)]
+  losses_fsdp, _, state = _losses_and_step(jax.devices(), batches, fsdp_config)
+  sharded = [a for a in jax.tree.leaves(state) if parallel.FSDP in tuple(a.sharding.spec)]
+  assert len(sharded) >= 10, "too few arrays were split over the fsdp axis"
+  assert all(a.addressable_shards[0].data.size == a.size // 4 for a in sharded)
+  losses_1, _, _ = _losses_and_step(jax.devices()[:1], batches, config)
+  np.testing.assert_allclose(losses_1, losses_fsdp, rtol=2e-5)
