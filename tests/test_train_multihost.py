@@ -5,6 +5,7 @@ checkpoints (several JAX processes on two cores slow each other down many times 
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,18 +16,22 @@ from tests import train_testing
 from tests.train_testing import MULTIHOST_STEPS as STEPS
 
 
-def _worker(workdir, port, process_id, num_processes=2, timeout_s=20):
+def _worker(workdir, port, process_id, num_processes=2, timeout_s=20, extra_flags=()):
   command = ["timeout", "420", sys.executable, "-m", "memreasoner_jax.main", f"--workdir={workdir}",
              f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={num_processes}",
              f"--process_id={process_id}", f"--join_timeout={timeout_s}",
-             *train_testing.MULTIHOST_FLAGS]
+             *train_testing.MULTIHOST_FLAGS, *extra_flags]
   return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=train_testing.one_device_env())
 
 
 def test_two_processes_train_checkpoint_and_agree(tmp_path):
   port = train_testing.free_port()
-  workers = [_worker(tmp_path, port, i, timeout_s=120) for i in range(2)]
+  # A final evaluation of 8 held-out questions, each process decoding and scoring its 2 of
+  # every batch of 4.
+  evaluation = ["--config.data.eval_examples=8", "--config.data.eval_batch=4",
+                "--config.eval.max_new_tokens=4"]
+  workers = [_worker(tmp_path, port, i, timeout_s=120, extra_flags=evaluation) for i in range(2)]
   outputs = [w.communicate(timeout=450)[0] for w in workers]
   for w, out in zip(workers, outputs):
     assert w.returncode == 0, out[-4000:]
@@ -36,8 +41,12 @@ def test_two_processes_train_checkpoint_and_agree(tmp_path):
   assert train_testing.logged_losses(outputs[0]) == train_testing.logged_losses(outputs[1])
   manager = ocp.CheckpointManager(os.path.join(tmp_path, "checkpoints"))
   assert manager.latest_step() == STEPS
-  # Only process 0 writes metrics.
-  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == STEPS
+  # The evaluation's sums were combined over both processes: each reports the same scores.
+  scores = [re.findall(r"Eval at step 3: (.*)", out) for out in outputs]
+  assert len(scores[0]) == 1 and "eval/qa1/babilong=" in scores[0][0], outputs[0][-3000:]
+  assert scores[0] == scores[1]
+  # Only process 0 writes metrics: one line per step, and one for the evaluation.
+  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == STEPS + 1
 
 
 def test_a_worker_that_never_joins_ends_the_other_with_a_clear_error(tmp_path):
