@@ -173,7 +173,11 @@ class MemReasoner:
     z_BxExC = self.encode(params, context_BxExT.reshape(b * e, t)).reshape(b, e, -1)
     z_BxExC = z_BxExC * mask_BxE[..., None]
     query_BxC = self.encode(params, batch["query_BxQ"])
-    zt_BxExC = self.temporal.apply({"params": params["temporal"]}, z_BxExC, mask_BxE)
+    # Float32 from here on, as the memory algebra is: the written latents and the ones returned
+    # (for the losses and explanations) are then one array, not a bf16 output and an unrounded
+    # copy that XLA may fuse into the write.
+    zt_BxExC = self.temporal.apply({"params": params["temporal"]}, z_BxExC,
+                                   mask_BxE).astype(jnp.float32)
     write_rng, read_rng = (None, None) if rng is None else jax.random.split(rng)
     mem = memory.write_chunked(
         zt_BxExC, mask_BxE, params["memory"]["prior"],

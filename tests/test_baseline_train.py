@@ -19,6 +19,8 @@ def test_baseline_trains_through_main(tmp_path):
   assert losses[-1] < 0.8 * losses[0], losses
   final = records[-1]
   assert final["step"] == 20 and {"eval/qa1/babilong", "eval/qa1/answer_loss"} <= set(final)
+  assert result.stdout.strip().splitlines()[-1].startswith(
+      f"qa1 held-out accuracy: {final['eval/qa1/babilong']:.1f}% (babilong), exact match ")
   metadata = json.loads((tmp_path / "checkpoints" / "20" / "metadata" / "metadata").read_text())
   assert metadata["model"]["kind"] == "baseline" and set(metadata["param_shapes"]) == {
       k for k in metadata["param_shapes"] if k.startswith("['decoder']")}

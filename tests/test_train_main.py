@@ -36,3 +36,8 @@ def test_readme_main_job_learns_qa1(tmp_path):
   assert final["eval/qa1/babilong"] > 40, final  # percent; chance is 16.7
   assert final["eval/qa1/sf_accuracy"] > 0.6, final  # chance is about 0.2
   assert re.search(r"Eval at step 200: .*eval/qa1/babilong=", log)
+  # The last thing printed is the final accuracy, in the run's own numbers.
+  assert result.stdout.strip().splitlines()[-1] == (
+      f"qa1 held-out accuracy: {final['eval/qa1/babilong']:.1f}% (babilong), exact match "
+      f"{final['eval/qa1/exact_match']:.1f}%, supporting fact read "
+      f"{100 * final['eval/qa1/sf_accuracy']:.1f}%")
