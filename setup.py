@@ -32,6 +32,7 @@ setuptools.setup(
             "pytest>=8",
             "pytest-xdist>=3",
             "pyyaml>=6",  # reads the generated Kubernetes manifests back
+            "tensorboard>=2.16",  # reads our hand-written event files back with its own reader
             # Parity with the originals: the CPU torch build (an unpinned torch pulls CUDA, GBs).
             "torch==2.13.0",
             "transformers>=5",

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from configs import babi
 from memreasoner_jax import metric_writers
@@ -112,7 +113,6 @@ def test_metric_files(tmp_path):
   first, scalars = _read_events(event_file)
   assert b"brain.Event:2" in first
   assert b"train/loss" in scalars and struct.pack("<f", 1.5) in scalars
-  tb = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-  acc = tb.EventAccumulator(str(tmp_path / "tensorboard"))
+  acc = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
   acc.Reload()
   assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(3, 1.5)]
