@@ -115,6 +115,7 @@ def main(argv):
   peak_bytes = stats.get("peak_bytes_in_use")
   flops = train_step_flops(cfg, local)
   cost = compiled.cost_analysis()
+  # The compiled module is one device's program: its count is that device's share of the batch.
   xla_flops = (cost[0] if isinstance(cost, list) else cost or {}).get("flops")
   peak = peak_tflops(device, cfg.model.dtype)
   tokens = train.count_tokens(local, batcher.encoder_tokenizer.pad_id)
@@ -125,7 +126,8 @@ def main(argv):
       "compile_s": compile_s, "step_s": step_s,
       "examples_per_s": cfg.data.global_batch / step_s, "tokens_per_s": tokens / step_s,
       "model_tflops_per_step": flops / 1e12,
-      "xla_tflops_per_step": None if xla_flops is None else float(xla_flops) / 1e12,
+      "xla_tflops_per_step": (None if xla_flops is None
+                              else float(xla_flops) * mesh.devices.size / 1e12),
       "peak_memory_gib": None if peak_bytes is None else peak_bytes / 2**30,
       "host_max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
       "peak_tflops_per_device": peak,
