@@ -1,5 +1,10 @@
 """Properties of the composed model: padding, hops, decoding, gradients, presets, dtypes."""
 
+import math
+import re
+import subprocess
+import sys
+
 import chex
 import flax.linen as nn
 import jax
@@ -156,6 +161,20 @@ def test_every_preset_builds_without_allocating_and_counts_match_known_sizes():
       assert counts["decoder"] == expected_gpt2[name] + c * dec.num_layers * dec.d_model
       assert counts["memory"] == cfg.memory.num_slots * c
   assert sum(model_lib.parameter_counts(presets.model_config("large")).values()) > 1.1e9
+
+
+def test_summary_command_prints_every_preset_and_a_finite_step():
+  result = subprocess.run([sys.executable, "-m", "memreasoner_jax.summary", "--preset=tiny",
+                           "--batch_size=2"], capture_output=True, text=True, timeout=300,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  header, *rows, step = result.stdout.strip().splitlines()
+  assert header.split()[0] == "preset" and len(rows) == len(presets.PRESETS)
+  for name, row in zip(presets.PRESETS, rows):
+    total = sum(model_lib.parameter_counts(presets.model_config(name)).values())
+    assert row.split()[0] == name and row.split()[-1] == f"{total:,}"
+  loss, grad_norm = re.match(r"tiny: loss (\S+) .*gradient norm (\S+),", step).groups()
+  assert math.isfinite(float(loss)) and float(grad_norm) > 0
 
 
 def test_tiny_model_overfits_a_small_batch():
