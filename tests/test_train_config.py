@@ -46,6 +46,14 @@ def _previous_is_comment(body: str, line: str) -> bool:
   return lines[i - 1].strip().startswith("#")
 
 
+def test_long_option_sets_the_distractor_recipe():
+  clean, long = babi.get_config("qa1,tiny"), babi.get_config("qa1,tiny,long")
+  assert (clean.data.train_filler_max, long.data.train_filler_max) == (0, 30)
+  assert (long.model.memory.mode, long.model.decoder.condition) == ("chunked", "facts")
+  assert long.data.sf_fraction == 1.0 and long.data.eval_length == "1k"
+  assert long.training.num_steps == 600 and long.model.latent_size == clean.model.latent_size
+
+
 @pytest.mark.parametrize("arg", ["qa3,tiny", "qa1,huge", "qa1", "qa1,tiny,fast", "qa1+qa1,tiny"])
 def test_bad_config_argument_is_named(arg):
   with pytest.raises(ValueError, match="config argument"):

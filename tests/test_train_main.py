@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+import memreasoner_jax
 from memreasoner_jax import metric_writers
 
 @pytest.mark.slow
@@ -41,3 +42,20 @@ def test_readme_main_job_learns_qa1(tmp_path):
       f"qa1 held-out accuracy: {final['eval/qa1/babilong']:.1f}% (babilong), exact match "
       f"{final['eval/qa1/exact_match']:.1f}%, supporting fact read "
       f"{100 * final['eval/qa1/sf_accuracy']:.1f}%")
+
+
+def test_long_option_trains_on_filler_and_evaluates_on_haystacks(tmp_path):
+  # The smoke-test size of `qa1,tiny,long`: runs end to end, nothing learned in 20 steps.
+  command = [sys.executable, "-m", "memreasoner_jax.main",
+             "--config=configs/babi.py:qa1,tiny,long,runlocal", f"--workdir={tmp_path}"]
+  env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+  result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False,
+                          env=env)
+  assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+  final = metric_writers.read_jsonl(str(tmp_path / "metrics.jsonl"))[-1]
+  assert final["step"] == 20 and 0 <= final["eval/qa1/sf_accuracy"] <= 1
+  assert re.fullmatch(r"qa1 held-out accuracy: [0-9.]+% \(babilong\), exact match [0-9.]+%, "
+                      r"supporting fact read [0-9.]+%", result.stdout.strip().splitlines()[-1])
+  config = memreasoner_jax.load(str(tmp_path)).config  # as the checkpoint recorded it
+  assert config.data.train_filler_max == 30 and config.data.eval_length == "1k"
+  assert config.model.memory.mode == "chunked"
