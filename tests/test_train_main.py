@@ -6,7 +6,6 @@ otherwise unchanged: no supporting-fact supervision. Measured alone: 63% held-ou
 supporting line 84% of the time without ever being told which it is.
 """
 
-import os
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 import memreasoner_jax
 from memreasoner_jax import metric_writers
+from tests import train_testing
 
 @pytest.mark.slow
 def test_readme_main_job_learns_qa1(tmp_path):
@@ -22,9 +22,8 @@ def test_readme_main_job_learns_qa1(tmp_path):
              f"--workdir={tmp_path}",
              "--config.training.num_steps=200", "--config.training.eval_every=1000",
              "--config.data.eval_examples=200"]
-  env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}  # one CPU device, as a user has
   result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False,
-                          env=env)
+                          env=train_testing.one_device_env())  # one CPU device, as a user has
   log = result.stdout + result.stderr
   assert result.returncode == 0, log[-4000:]
   records = metric_writers.read_jsonl(str(tmp_path / "metrics.jsonl"))
@@ -48,9 +47,8 @@ def test_long_option_trains_on_filler_and_evaluates_on_haystacks(tmp_path):
   # The smoke-test size of `qa1,tiny,long`: runs end to end, nothing learned in 20 steps.
   command = [sys.executable, "-m", "memreasoner_jax.main",
              "--config=configs/babi.py:qa1,tiny,long,runlocal", f"--workdir={tmp_path}"]
-  env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
   result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False,
-                          env=env)
+                          env=train_testing.one_device_env())
   assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
   final = metric_writers.read_jsonl(str(tmp_path / "metrics.jsonl"))[-1]
   assert final["step"] == 20 and 0 <= final["eval/qa1/sf_accuracy"] <= 1
