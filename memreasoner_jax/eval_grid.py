@@ -36,8 +36,8 @@ import tqdm
 from memreasoner_jax import checkpointing
 from memreasoner_jax import evaluate
 from memreasoner_jax import inference
-from memreasoner_jax.tasks import registry
 from memreasoner_jax.tasks.example import Example
+from memreasoner_jax.tasks import registry
 
 AnswerFn = Callable[[Sequence[Example]], list[str]]
 SPLITS = ("standard", "renamed")

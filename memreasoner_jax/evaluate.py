@@ -15,14 +15,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from memreasoner_jax import models
-from memreasoner_jax import parallel
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import pipeline
 from memreasoner_jax.data import tokenizers
+from memreasoner_jax import models
+from memreasoner_jax import sharding
+from memreasoner_jax.tasks.example import Example
 from memreasoner_jax.tasks import metrics as task_metrics
 from memreasoner_jax.tasks import rename
-from memreasoner_jax.tasks.example import Example
 
 EvalStep = Callable[[Any, dict[str, jax.Array]], tuple[dict[str, jax.Array], jax.Array]]
 
@@ -33,16 +33,16 @@ def make_eval_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
   """jit((params, batch) -> (example-weighted metric sums, greedy tokens_BxN))."""
 
   def eval_step(params, batch):
-    _, metrics = models.loss_fn(model, params, batch, None, 0, loss_cfg)
+    _, metrics = model.loss(params, batch, None, 0, loss_cfg)
     weight_B = batch["example_weight_B"]
     count = jnp.sum(weight_B)
     sums = {f"{k}_sum": v * count for k, v in metrics.items()}
-    tokens_BxN, _ = model.generate(params, batch, max_new_tokens)
+    tokens_BxN = model.generate(params, batch, max_new_tokens).tokens_BxN
     return {"count": count, **sums}, tokens_BxN
 
   return jax.jit(eval_step,
-                 in_shardings=(params_sharding, parallel.batch_sharding(mesh)),
-                 out_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)))
+                 in_shardings=(params_sharding, sharding.batch_sharding(mesh)),
+                 out_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)))
 
 
 def score(task: str, output: str, target: str, question: str,
@@ -74,11 +74,11 @@ def evaluate(eval_step: EvalStep, params: Any, task: str, examples: list[Example
   host_scores = dict.fromkeys(score(task, "", "", ""), 0.0)
   samples = []
   for local in pipeline.eval_batches(examples, batcher, global_batch):
-    batch_sums, tokens_BxN = eval_step(params, parallel.global_batch(local, mesh))
+    batch_sums, tokens_BxN = eval_step(params, sharding.global_batch(local, mesh))
     for k, v in jax.device_get(batch_sums).items():
       sums[k] = sums.get(k, 0.0) + float(v)
     local_tokens = multihost_utils.global_array_to_host_local_array(
-        tokens_BxN, mesh, jax.sharding.PartitionSpec(parallel.BATCH_AXES))
+        tokens_BxN, mesh, jax.sharding.PartitionSpec(sharding.BATCH_AXES))
     for weight, (output, target, question) in zip(
         local["example_weight_B"], _texts(tok, local, np.asarray(local_tokens))):
       if weight > 0:

@@ -26,16 +26,15 @@ import ml_collections
 import numpy as np
 
 from memreasoner_jax import checkpointing
-from memreasoner_jax import input as input_lib
-from memreasoner_jax import model as model_lib
-from memreasoner_jax import parallel
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import lines as lines_lib
-from memreasoner_jax.tasks import sentences
+from memreasoner_jax import input_pipeline as input_lib
+from memreasoner_jax import models
+from memreasoner_jax import sharding as sharding_lib
 from memreasoner_jax.tasks.example import Example
+from memreasoner_jax.tasks import sentences
 
 Context = str | Sequence[str]
-_BATCH_KEYS = ("context_BxExT", "line_mask_BxE", "query_BxQ", "answer_BxA", "prompt_len_B")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +98,12 @@ def _check_question(question: Any, name: str) -> str:
 class Reasoner:
   """A trained MemReasoner with its tokenizers and config, ready to answer questions."""
 
-  def __init__(self, params: model_lib.Params, config: ml_collections.ConfigDict,
+  def __init__(self, params: models.Params, config: ml_collections.ConfigDict,
                mesh: jax.sharding.Mesh, *, step: int, directory: str,
                max_batch_lines: int = 2 ** 14):
     self._config = config
-    self._model = model_lib.MemReasoner(config.model)
+    self._model = models.build(config.model)
+    self._batch_keys = tuple(self._model.batch_shapes())
     self._params = params
     self._mesh = mesh
     self._batcher = input_lib.make_batcher(config.data)
@@ -114,11 +114,10 @@ class Reasoner:
     max_new_tokens = config.eval.max_new_tokens
 
     def infer(params, batch):
-      reasoning = self._model.reason(params, batch)
-      tokens_BxN, _ = self._model.generate(params, batch, max_new_tokens, reasoning=reasoning)
-      return tokens_BxN, reasoning.sims_BxHxE
+      generated = self._model.generate(params, batch, max_new_tokens)
+      return generated.tokens_BxN, generated.sims_BxHxE
 
-    rows = parallel.batch_sharding(mesh)
+    rows = sharding_lib.batch_sharding(mesh)
     params_sharding = jax.tree.map(lambda x: x.sharding, params)
     self._infer = jax.jit(infer, in_shardings=(params_sharding, rows), out_shardings=rows)
 
@@ -212,7 +211,7 @@ class Reasoner:
       padded = group + group[:1] * (self._batch_rows(len(group)) - len(group))
       local = self._batcher(padded, num_lines=self._line_bucket(
           max(len(e.context) for e in group)))
-      batch = parallel.global_batch({k: local[k] for k in _BATCH_KEYS}, self._mesh)
+      batch = sharding_lib.global_batch({k: local[k] for k in self._batch_keys}, self._mesh)
       tokens_BxN, sims_BxHxE = jax.device_get(self._infer(self._params, batch))
       results += [(decode(tokens_BxN[b]), sims_BxHxE[b]) for b in range(len(group))]
     return results
@@ -225,13 +224,13 @@ def load(path: str, devices: Sequence[jax.Device] | None = None) -> Reasoner:
   whatever mesh wrote them; the model, tokenizers and decoding length come from the
   checkpoint's own config. The optimizer state is not read.
   """
-  mesh = parallel.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}),
+  mesh = sharding_lib.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}),
                             devices or jax.local_devices())
 
   def abstract_params(config: ml_collections.ConfigDict) -> Any:
-    model = model_lib.MemReasoner(config.model)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), model_lib.batch_shapes())
-    shardings = parallel.state_shardings(shapes, mesh, config.mesh.fsdp_min_size)
+    model = models.build(config.model)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), model.batch_shapes())
+    shardings = sharding_lib.state_shardings(shapes, mesh, config.mesh.fsdp_min_size)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                         shapes, shardings)
 

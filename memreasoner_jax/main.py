@@ -15,7 +15,7 @@ from ml_collections import config_flags
 import jax
 
 from memreasoner_jax import checkpointing
-from memreasoner_jax import parallel
+from memreasoner_jax import sharding
 from memreasoner_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument "
@@ -34,7 +34,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   checkpointing.quiet_orbax_logs()
-  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+  sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                   _JOIN_TIMEOUT.value)
   try:
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

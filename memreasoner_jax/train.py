@@ -25,15 +25,14 @@ import numpy as np
 import optax
 
 from memreasoner_jax import checkpointing
+from memreasoner_jax.data import pipeline
 from memreasoner_jax import evaluate as evaluate_lib
-from memreasoner_jax import hf_import
-from memreasoner_jax import input as input_lib
+from memreasoner_jax import input_pipeline as input_lib
 from memreasoner_jax import metric_writers
-from memreasoner_jax import model as model_lib
 from memreasoner_jax import models
 from memreasoner_jax import optimizer as optimizer_lib
-from memreasoner_jax import parallel
-from memreasoner_jax.data import pipeline
+from memreasoner_jax.pretrained import hf_import
+from memreasoner_jax import sharding as sharding_lib
 
 Batch = dict[str, jax.Array]
 TrainStep = Callable[["TrainState", Batch], tuple["TrainState", dict[str, jax.Array]]]
@@ -42,7 +41,7 @@ TrainStep = Callable[["TrainState", Batch], tuple["TrainState", dict[str, jax.Ar
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array  # int32 optimizer steps taken
-  params: model_lib.Params
+  params: models.Params
   opt_state: optax.OptState
 
 
@@ -65,7 +64,7 @@ def make_train_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
     step_rng = jax.random.fold_in(rng, state.step)
 
     def loss(params):
-      return models.loss_fn(model, params, batch, step_rng, state.step, loss_cfg)
+      return model.loss(params, batch, step_rng, state.step, loss_cfg)
 
     (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -80,8 +79,8 @@ def make_train_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
 def jit_train_step(train_step: TrainStep, mesh: jax.sharding.Mesh, state_sharding: Any) -> TrainStep:
   """Sharded over the mesh, state donated (updated in place), metrics replicated."""
   return jax.jit(train_step, donate_argnums=0,
-                 in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
-                 out_shardings=(state_sharding, parallel.replicated(mesh)))
+                 in_shardings=(state_sharding, sharding_lib.batch_sharding(mesh)),
+                 out_shardings=(state_sharding, sharding_lib.replicated(mesh)))
 
 
 def check_finite(pending: list[tuple[int, jax.Array]]) -> None:
@@ -113,9 +112,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("Config:\n%s", cfg)
 
   # Mesh: data parallel over every device of every host (+ optional fsdp axis).
-  mesh = parallel.make_mesh(cfg.mesh)
-  parallel.check_global_batch(cfg.data.global_batch, mesh, "data.global_batch")
-  parallel.check_global_batch(cfg.data.eval_batch, mesh, "data.eval_batch")
+  mesh = sharding_lib.make_mesh(cfg.mesh)
+  sharding_lib.check_global_batch(cfg.data.global_batch, mesh, "data.global_batch")
+  sharding_lib.check_global_batch(cfg.data.eval_batch, mesh, "data.eval_batch")
   logging.info("Mesh %s over %d devices of %d process(es)", dict(mesh.shape), mesh.devices.size,
                jax.process_count())
 
@@ -139,7 +138,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # Sharded state: shapes first, shardings from them, then initialise or restore into them.
   abstract_state = jax.eval_shape(init_fn)
-  state_sharding = parallel.state_shardings(abstract_state, mesh, cfg.mesh.fsdp_min_size)
+  state_sharding = sharding_lib.state_shardings(abstract_state, mesh, cfg.mesh.fsdp_min_size)
   metadata = checkpointing.model_metadata(
       cfg, abstract_state.params,
       {"encoder": batcher.encoder_tokenizer.spec, "decoder": batcher.decoder_tokenizer.spec})
@@ -194,7 +193,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   try:
     while step < num_steps:
       local = next(train_iter)
-      state, metrics = train_step(state, parallel.global_batch(local, mesh))
+      state, metrics = train_step(state, sharding_lib.global_batch(local, mesh))
       step += 1
       pending.append((step, metrics["loss"]))
       if step == first_step + 1:  # The first step compiles; rates start after it.

@@ -17,7 +17,7 @@ import re
 
 from absl import logging as absl_logging
 
-from configs import babi
+from memreasoner_jax.configs import babi
 from memreasoner_jax import train
 from tests import train_testing
 

@@ -8,7 +8,7 @@ import sys
 def test_benchmark_times_both_models_and_skips_what_does_not_fit(tmp_path):
   out = tmp_path / "context.json"
   # A 9 MB budget holds the baseline's attention at 1k and 2k tokens but not at 4k.
-  command = [sys.executable, "-m", "memreasoner_jax.benchmark_context", "--preset=tiny",
+  command = [sys.executable, "-m", "memreasoner_jax.tools.benchmark_context", "--preset=tiny",
              "--lengths=1k,2k,4k", "--repeats=1", "--memory_budget_gib=0.008", f"--out={out}"]
   result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import babi
-from memreasoner_jax import baseline
-from memreasoner_jax import input as input_lib
-from memreasoner_jax import models
+from memreasoner_jax.configs import babi
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import tokenizers
+from memreasoner_jax import input_pipeline as input_lib
+from memreasoner_jax import models
+from memreasoner_jax.models import baseline
 from memreasoner_jax.tasks import registry
 
 
@@ -39,11 +39,11 @@ def test_block_size_changes_nothing(setup):
   config, _, batch, params = setup
   whole = models.build(config.model)  # one block holds the whole sequence
   blocks = baseline.Baseline(config.model, chunk=96)  # 6 blocks, the last overlapping
-  loss_whole, _ = whole.loss(params, batch, config.loss)
-  loss_blocks, _ = blocks.loss(params, batch, config.loss)
+  loss_whole, _ = whole.loss(params, batch, None, 0, config.loss)
+  loss_blocks, _ = blocks.loss(params, batch, None, 0, config.loss)
   np.testing.assert_allclose(loss_blocks, loss_whole, rtol=1e-5)
-  tokens_whole, logits_whole = whole.generate(params, batch, 6)
-  tokens_blocks, logits_blocks = blocks.generate(params, batch, 6)
+  tokens_whole, logits_whole, _ = whole.generate(params, batch, 6)
+  tokens_blocks, logits_blocks, _ = blocks.generate(params, batch, 6)
   np.testing.assert_array_equal(tokens_blocks, tokens_whole)
   np.testing.assert_allclose(logits_blocks, logits_whole, atol=2e-4)
 
@@ -73,8 +73,8 @@ def test_padding_after_the_answer_changes_nothing(setup):
   data.sequence_tokens -= 128
   narrow = input_lib.make_batcher(data)(examples)
   model = models.build(config.model)
-  loss, _ = model.loss(params, batch, config.loss)
-  loss_narrow, _ = model.loss(params, narrow, config.loss)
+  loss, _ = model.loss(params, batch, None, 0, config.loss)
+  loss_narrow, _ = model.loss(params, narrow, None, 0, config.loss)
   np.testing.assert_allclose(loss_narrow, loss, rtol=1e-5)
   np.testing.assert_array_equal(model.generate(params, narrow, 4)[0],
                                 model.generate(params, batch, 4)[0])

@@ -1,7 +1,7 @@
 """The pipeline benchmark runs end to end on the real generators (speed is never asserted)."""
 
-from memreasoner_jax.data import benchmark
 from memreasoner_jax.data import tokenizers
+from memreasoner_jax.tools import benchmark_input
 
 
 def test_measure_reports_every_rate(tmp_path):

@@ -10,8 +10,8 @@ import pytest
 from safetensors import numpy as safetensors_np
 
 import memreasoner_jax
-from memreasoner_jax import convert
-from memreasoner_jax import presets
+from memreasoner_jax.models import presets
+from memreasoner_jax.pretrained import convert
 from tests import hf_models
 
 minilm = pytest.importorskip(
@@ -72,7 +72,7 @@ def test_config_without_tokenizer_fields_is_refused():
 def test_convert_command_checkpoint_fine_tunes_through_training(tmp_path):
   # BERT WordPiece for the lines, bytes for answers: the two tokenizers differ, so the batches
   # carry the lines in decoder ids for the autoencoding loss.
-  from configs import babi  # pylint: disable=g-import-not-at-top
+  from memreasoner_jax.configs import babi  # pylint: disable=g-import-not-at-top
   from memreasoner_jax import train  # pylint: disable=g-import-not-at-top
   config = babi.get_config("qa1,tiny")
   config.data.decoder_tokenizer = "byte"

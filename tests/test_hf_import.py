@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from safetensors import numpy as safetensors_np
 
-from memreasoner_jax import hf_import
-from memreasoner_jax import hf_weights
-from memreasoner_jax import model as model_lib
-from memreasoner_jax import presets
+from memreasoner_jax.models import memreasoner as model_lib
+from memreasoner_jax.models import presets
+from memreasoner_jax.pretrained import hf_import
+from memreasoner_jax.pretrained import hf_weights
 from tests import hf_models
 
 torch = hf_models.torch

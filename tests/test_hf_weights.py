@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from safetensors import numpy as safetensors_np
 
-from memreasoner_jax import hf_weights
+from memreasoner_jax.pretrained import hf_weights
 from tests import hf_models
 
 torch = hf_models.torch

@@ -17,7 +17,7 @@ _FRESH_PROCESS = """
 import json, sys
 import jax
 import memreasoner_jax
-from memreasoner_jax import input as input_lib
+from memreasoner_jax import input_pipeline as input_lib
 reasoner = memreasoner_jax.load(sys.argv[1])
 examples = input_lib.eval_examples(reasoner.config.data)["qa1"]
 print(json.dumps({"devices": jax.device_count(), "step": reasoner.step,

@@ -5,7 +5,7 @@ import jax
 import pytest
 
 from memreasoner_jax import inference
-from memreasoner_jax import input as input_lib
+from memreasoner_jax import input_pipeline as input_lib
 
 STORY = ("Mary went to the kitchen. John moved to the garden.\n"
          "Daniel journeyed to the office.\nMary travelled to the hallway.")

@@ -17,7 +17,7 @@ import yaml
 
 from launch import gke_jobset
 from launch import sweep
-from memreasoner_jax import parallel
+from memreasoner_jax import sharding
 from tests import train_testing
 
 train_testing.use_compilation_cache()
@@ -83,7 +83,7 @@ def test_process_place_follows_jax_cluster_detection(monkeypatch, env, place):
   for key, value in env.items():
     if value is not None:
       monkeypatch.setenv(key, value)
-  got = parallel.process_place()
+  got = sharding.process_place()
   if place is None:
     assert got is None
   else:
@@ -93,10 +93,10 @@ def test_process_place_follows_jax_cluster_detection(monkeypatch, env, place):
 
 
 def test_process_place_from_flags_wins():
-  got = parallel.process_place("10.1.1.1:1234", 4, 2)
+  got = sharding.process_place("10.1.1.1:1234", 4, 2)
   assert str(got) == "coordinator 10.1.1.1:1234 as process 2 of 4 (from the flags)"
   with pytest.raises(ValueError, match="needs --coordinator_address"):
-    parallel.process_place("", 2, 0)
+    sharding.process_place("", 2, 0)
 
 
 @pytest.mark.slow

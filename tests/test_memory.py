@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from memreasoner_jax import memory
+from memreasoner_jax.models import memory
 
 
 def _latents(seed, b, e, c):

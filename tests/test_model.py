@@ -13,11 +13,11 @@ import numpy as np
 import optax
 import pytest
 
-from memreasoner_jax import hops as hops_lib
-from memreasoner_jax import losses
-from memreasoner_jax import memory
-from memreasoner_jax import model as model_lib
-from memreasoner_jax import presets
+from memreasoner_jax.models import hops as hops_lib
+from memreasoner_jax.models import losses
+from memreasoner_jax.models import memory
+from memreasoner_jax.models import memreasoner as model_lib
+from memreasoner_jax.models import presets
 from tests import toy_batches
 
 
@@ -102,8 +102,8 @@ def test_kv_cache_decoding_matches_full_recompute(tiny, condition):
   _, _, batch = tiny
   model = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "decoder.condition": condition}))
   params = model.init(jax.random.PRNGKey(7), batch)
-  tokens, logits = jax.jit(lambda p, b: model.generate(p, b, 8))(params, batch)
-  tokens_ref, logits_ref = jax.jit(lambda p, b: model.generate(p, b, 8, use_cache=False))(
+  tokens, logits, _ = jax.jit(lambda p, b: model.generate(p, b, 8))(params, batch)
+  tokens_ref, logits_ref, _ = jax.jit(lambda p, b: model.generate(p, b, 8, use_cache=False))(
       params, batch)
   assert tokens.shape == (4, 8) and logits.shape == (4, 8, 260)
   np.testing.assert_array_equal(tokens, tokens_ref)
@@ -164,7 +164,7 @@ def test_every_preset_builds_without_allocating_and_counts_match_known_sizes():
 
 
 def test_summary_command_prints_every_preset_and_a_finite_step():
-  result = subprocess.run([sys.executable, "-m", "memreasoner_jax.summary", "--preset=tiny",
+  result = subprocess.run([sys.executable, "-m", "memreasoner_jax.tools.summary", "--preset=tiny",
                            "--batch_size=2"], capture_output=True, text=True, timeout=300,
                           check=False)
   assert result.returncode == 0, result.stderr[-3000:]

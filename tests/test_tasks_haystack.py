@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from memreasoner_jax.tasks import distractors, haystack, tokens
+from memreasoner_jax.tasks import distractors, haystack, lengths
 from memreasoner_jax.tasks.example import Example
 from memreasoner_jax.tasks.reference_data import shared_data_dir
 
@@ -26,8 +26,8 @@ def _check(example: Example, hay: Example, length: str):
   assert hay.support == tuple(facts[i] for i in example.support)
   assert (hay.question, hay.answer) == (example.question, example.answer)
   # Tolerance: the cut last filler line may leave at most 5 tokens of the budget unused.
-  budget = tokens.context_budget(length)
-  total = tokens.context_tokens(hay.context)
+  budget = lengths.context_budget(length)
+  total = lengths.context_tokens(hay.context)
   assert budget - 5 <= total <= budget, (total, budget)
   assert all(len(line) <= haystack.MAX_LINE_CHARS for line in hay.context)
 
@@ -54,10 +54,10 @@ def test_facts_sharing_a_gap_keep_their_order():
 
 
 def test_exact_tokenizer_count():
-  count = tokens.tokenizer_counter(_WordTokenizer())
+  count = lengths.tokenizer_counter(_WordTokenizer())
   hay = haystack.make_haystack(EXAMPLE, "1k", distractors.get_source("builtin"),
                                random.Random(0), count=count)
-  assert 690 <= tokens.context_tokens(hay.context, count) <= 700
+  assert 690 <= lengths.context_tokens(hay.context, count) <= 700
 
 
 class _WordTokenizer:
@@ -70,7 +70,7 @@ def test_hugging_face_tokenizer_file(tmp_path):
   tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0, "the": 1}, unk_token="[UNK]"))
   tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
   tok.save(str(tmp_path / "tokenizer.json"))
-  count = tokens.tokenizer_counter(tmp_path / "tokenizer.json")
+  count = lengths.tokenizer_counter(tmp_path / "tokenizer.json")
   assert count("Mary moved to the bathroom.") == 6
 
 
@@ -93,7 +93,7 @@ def test_128k_is_affordable():
 
 def test_length_and_source_errors(tmp_path):
   with pytest.raises(ValueError, match="unknown length '3x'"):
-    tokens.context_budget("3x")
+    lengths.context_budget("3x")
   with pytest.raises(FileNotFoundError, match="no text files"):
     distractors.get_source(str(tmp_path / "nothing"))
   with pytest.raises(FileNotFoundError, match="pg19 is not built"):
@@ -107,9 +107,9 @@ def test_book_haystack(length):
   hay = haystack.make_haystack(EXAMPLE, length, source, random.Random(1))
   _check(EXAMPLE, hay, length)
   filler = [l for l in hay.context if l not in EXAMPLE.context]
-  assert all(tokens.estimate_tokens(l) >= 1 for l in filler)
+  assert all(lengths.estimate_tokens(l) >= 1 for l in filler)
   # Unwrapped filler sentences meet BABILong's minimum length (10 tokens).
-  assert sum(tokens.estimate_tokens(l) < haystack.MIN_SENTENCE_TOKENS for l in filler) < 0.05 * len(filler)
+  assert sum(lengths.estimate_tokens(l) < haystack.MIN_SENTENCE_TOKENS for l in filler) < 0.05 * len(filler)
 
 
 @needs_data

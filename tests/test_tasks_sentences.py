@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from memreasoner_jax.tasks import sentences, vocab
 from memreasoner_jax.tasks.builtin_text import BuiltinText
 from memreasoner_jax.tasks.reference_data import shared_data_dir
+from memreasoner_jax.tasks import sentences, vocab
 
 DATA = shared_data_dir()
 

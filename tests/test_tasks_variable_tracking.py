@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from memreasoner_jax.tasks import registry, tokens, variable_tracking
 from memreasoner_jax.tasks.distractors import RULER_NOISE
+from memreasoner_jax.tasks import registry, lengths, variable_tracking
 
 VALUE_LINE = re.compile(r"VAR ([A-Z]{5}) = (\d{5})")
 COPY_LINE = re.compile(r"VAR ([A-Z]{5}) = VAR ([A-Z]{5}) ")
@@ -48,6 +48,6 @@ def test_vt_haystack_length_and_determinism():
   a = registry.generate("vt2", "test", 3, seed=1, length="4k")
   assert a == registry.generate("vt2", "test", 3, seed=1, length="4k")
   for e in a:
-    assert 3695 <= tokens.context_tokens(e.context) <= 3700
+    assert 3695 <= lengths.context_tokens(e.context) <= 3700
     assert [e.context[i].split()[1] for i in e.support] == e.answer.split()
     assert sum(l.startswith("VAR") for l in e.context) == 3

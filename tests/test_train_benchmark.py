@@ -9,7 +9,7 @@ import sys
 def test_benchmark_reports_rates_flops_and_mfu(tmp_path):
   out = tmp_path / "bench.json"
   # Eight fake devices (from conftest's XLA_FLAGS), two examples each.
-  command = [sys.executable, "-m", "memreasoner_jax.benchmark_train", "--preset=tiny",
+  command = [sys.executable, "-m", "memreasoner_jax.tools.benchmark_train", "--preset=tiny",
              "--batch=16", "--steps=2", "--peak_tflops=0.5", f"--out={out}"]
   result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

@@ -12,11 +12,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs import babi
+from memreasoner_jax.configs import babi
 from memreasoner_jax import checkpointing
-from memreasoner_jax import losses
 from memreasoner_jax import metric_writers
-from memreasoner_jax import model as model_lib
+from memreasoner_jax.models import losses
+from memreasoner_jax.models import memreasoner as model_lib
 from memreasoner_jax import train
 from tests import toy_batches
 from tests import train_testing

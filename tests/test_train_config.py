@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from configs import babi
+from memreasoner_jax.configs import babi
 from memreasoner_jax import metric_writers
+from memreasoner_jax.models import presets
 from memreasoner_jax import optimizer as optimizer_lib
-from memreasoner_jax import presets
 
 CONFIG_FILE = "configs/babi.py"
 

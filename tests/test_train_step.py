@@ -4,28 +4,28 @@ import jax
 import numpy as np
 import pytest
 
-from configs import babi
-from memreasoner_jax import model as model_lib
+from memreasoner_jax.configs import babi
+from memreasoner_jax.models import memreasoner as model_lib
 from memreasoner_jax import optimizer as optimizer_lib
-from memreasoner_jax import parallel
+from memreasoner_jax import sharding as sharding_lib
 from memreasoner_jax import train
 from tests import toy_batches
 
 
 def _losses_and_step(devices, batches, config):
   """Losses of len(batches) steps on a data-parallel mesh over `devices`, and the jitted step."""
-  mesh = parallel.make_mesh(config.mesh, devices)
+  mesh = sharding_lib.make_mesh(config.mesh, devices)
   model = model_lib.MemReasoner(config.model)
   tx, schedule = optimizer_lib.make_optimizer(config.optimizer, config.training.num_steps)
   init_rng, train_rng = jax.random.split(jax.random.key(0))
   init_fn = lambda: train.init_state(model, tx, init_rng, batches[0])
-  sharding = parallel.state_shardings(jax.eval_shape(init_fn), mesh, config.mesh.fsdp_min_size)
+  sharding = sharding_lib.state_shardings(jax.eval_shape(init_fn), mesh, config.mesh.fsdp_min_size)
   state = jax.jit(init_fn, out_shardings=sharding)()
   step = train.jit_train_step(train.make_train_step(model, config.loss, tx, schedule, train_rng),
                               mesh, sharding)
   losses = []
   for batch in batches:
-    state, metrics = step(state, parallel.global_batch(batch, mesh))
+    state, metrics = step(state, sharding_lib.global_batch(batch, mesh))
     losses.append(float(metrics["loss"]))
   return np.array(losses), step, state
 
@@ -57,9 +57,9 @@ def test_one_device_and_eight_devices_agree_and_no_recompile(config):
 
 
 def test_global_batch_that_does_not_divide_over_devices_is_an_error(config):
-  mesh = parallel.make_mesh(config.mesh)
+  mesh = sharding_lib.make_mesh(config.mesh)
   with pytest.raises(ValueError, match=r"data.global_batch=12 does not divide over the 8 devices"):
-    parallel.check_global_batch(12, mesh, "data.global_batch")
+    sharding_lib.check_global_batch(12, mesh, "data.global_batch")
 
 
 def test_mesh_sizes_are_checked(config):
@@ -67,17 +67,17 @@ def test_mesh_sizes_are_checked(config):
     bad = config.mesh.copy_and_resolve_references()
   bad.fsdp = 3
   with pytest.raises(ValueError, match="mesh.fsdp=3"):
-    parallel.make_mesh(bad)
+    sharding_lib.make_mesh(bad)
 
 
 def test_fsdp_splits_large_arrays_and_replicates_small_ones(config):
   mesh_cfg = config.mesh.copy_and_resolve_references()
   mesh_cfg.fsdp, mesh_cfg.data = 4, 2
-  mesh = parallel.make_mesh(mesh_cfg)
+  mesh = sharding_lib.make_mesh(mesh_cfg)
   tree = {"big": jax.ShapeDtypeStruct((6, 1024), np.float32),
           "odd": jax.ShapeDtypeStruct((3, 5), np.float32)}
-  shardings = parallel.state_shardings(tree, mesh, min_size=1000)
-  assert shardings["big"].spec == jax.sharding.PartitionSpec(None, parallel.FSDP)
+  shardings = sharding_lib.state_shardings(tree, mesh, min_size=1000)
+  assert shardings["big"].spec == jax.sharding.PartitionSpec(None, sharding_lib.FSDP)
   assert shardings["odd"].spec == jax.sharding.PartitionSpec(None, None)
 
 
@@ -89,7 +89,7 @@ def test_fsdp_training_matches_data_parallel_training(config):
   fsdp_config.mesh.fsdp_min_size = 4096
   batches = [toy_batches.qa1_batch(16, seed=s, lines=6) for s in range(3)]
   losses_fsdp, _, state = _losses_and_step(jax.devices(), batches, fsdp_config)
-  sharded = [a for a in jax.tree.leaves(state) if parallel.FSDP in tuple(a.sharding.spec)]
+  sharded = [a for a in jax.tree.leaves(state) if sharding_lib.FSDP in tuple(a.sharding.spec)]
   assert len(sharded) >= 10, "too few arrays were split over the fsdp axis"
   assert all(a.addressable_shards[0].data.size == a.size // 4 for a in sharded)
   losses_1, _, _ = _losses_and_step(jax.devices()[:1], batches, config)

@@ -2,14 +2,14 @@
 
 import numpy as np
 
-from memreasoner_jax import tokens
+from memreasoner_jax.data import special_tokens
 
 ACTORS = ("John", "Mary", "Sandra", "Daniel")
 ROOMS = ("bathroom", "bedroom", "garden", "hallway", "kitchen", "office")
 
 
 def _encode(text: str, width: int) -> np.ndarray:
-  ids = [tokens.BOS_ID] + [b + 4 for b in text.encode()] + [tokens.EOS_ID]
+  ids = [special_tokens.BOS_ID] + [b + 4 for b in text.encode()] + [special_tokens.EOS_ID]
   assert len(ids) <= width, text
   return np.pad(np.array(ids, np.int32), (0, width - len(ids)))
 
@@ -42,8 +42,8 @@ def qa1_batch(batch_size: int, seed: int = 0, lines: int = 6, pad_lines: int = 0
     actor = sorted(where)[rng.integers(len(where))]
     question = f"Where is {actor}?"
     batch["query_BxQ"][b] = _encode(question, query_width)
-    prompt = [tokens.BOS_ID] + [c + 4 for c in (question + " ").encode()]
-    answer = [c + 4 for c in where[actor].encode()] + [tokens.EOS_ID]
+    prompt = [special_tokens.BOS_ID] + [c + 4 for c in (question + " ").encode()]
+    answer = [c + 4 for c in where[actor].encode()] + [special_tokens.EOS_ID]
     seq = prompt + answer
     batch["answer_BxA"][b, :len(seq)] = seq
     batch["answer_mask_BxA"][b, len(prompt):len(seq)] = True

@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from memreasoner_jax.data import lines
+from memreasoner_jax.tasks.example import Example
 from memreasoner_jax.tasks import haystack
 from memreasoner_jax.tasks import registry
-from memreasoner_jax.tasks.example import Example
 
 NAME = "memreasoner_tasks"
 TASKS = ("qa1", "qa2", "vt1", "vt2")
@@ -32,7 +32,7 @@ class TaskConfig(tfds.core.BuilderConfig):
   """One generated dataset: which task, how long a haystack, which split sizes and seed."""
 
   task: str = "qa1"
-  length: str = "0k"  # BABILong length name ("0k": facts only); see tasks/tokens.py.
+  length: str = "0k"  # BABILong length name ("0k": facts only); see tasks/lengths.py.
   renamed: bool = False  # Answer words replaced by words never seen in training.
   splits: tuple[tuple[str, int], ...] = (("train", 10000), ("test", 1000))
   seed: int = 0

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from memreasoner_jax import tokens
+from memreasoner_jax.data import special_tokens
 
 
 class Tokenizer(abc.ABC):
@@ -75,7 +75,7 @@ class ByteTokenizer(Tokenizer):
   Words never seen in training (the answer-renamed tests) are still spelled exactly.
   """
 
-  pad_id, bos_id, eos_id, unk_id = tokens.PAD_ID, tokens.BOS_ID, tokens.EOS_ID, tokens.UNK_ID
+  pad_id, bos_id, eos_id, unk_id = special_tokens.PAD_ID, special_tokens.BOS_ID, special_tokens.EOS_ID, special_tokens.UNK_ID
   _OFFSET = 4
 
   @property

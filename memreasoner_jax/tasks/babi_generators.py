@@ -16,8 +16,8 @@ question (median 14) and the share of drops said with "there" (20%) match en-10k
 import dataclasses
 import random
 
-from memreasoner_jax.tasks import vocab
 from memreasoner_jax.tasks.babi_format import Line, Question, Statement, Story
+from memreasoner_jax.tasks import vocab
 
 QUESTIONS_PER_STORY = 5
 ACTION_WEIGHTS = {"move": 2.0, "get": 1.0, "drop": 0.8}  # among the action types valid now

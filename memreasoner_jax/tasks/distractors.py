@@ -17,8 +17,8 @@ import pathlib
 import random
 from typing import Callable, Iterator, Protocol, Sequence
 
-from memreasoner_jax.tasks import sentences as sentences_lib
 from memreasoner_jax.tasks.builtin_text import BuiltinText
+from memreasoner_jax.tasks import sentences as sentences_lib
 
 RULER_NOISE = ("The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.",
                "There and back again.")

@@ -12,7 +12,7 @@ import sys
 from absl import app
 from absl import flags
 
-from memreasoner_jax.tasks import babi_format, haystack, output, registry, tokens
+from memreasoner_jax.tasks import babi_format, haystack, output, registry, lengths
 
 _TASK = flags.DEFINE_enum("task", None, registry.TASKS,
                           "bAbI qa1 (one supporting fact), qa2 (two), or variable tracking "
@@ -21,7 +21,7 @@ _SPLIT = flags.DEFINE_enum("split", "train", registry.SPLITS,
                            "Which split's random stream to draw from (train and test never "
                            "share one).")
 _NUM = flags.DEFINE_integer("num", 1000, "Number of questions (examples) to generate.", lower_bound=0)
-_LENGTH = flags.DEFINE_enum("length", "0k", tokens.LENGTHS,
+_LENGTH = flags.DEFINE_enum("length", "0k", lengths.LENGTHS,
                             "BABILong length: 0k = facts only; Nk = facts plus filler totalling "
                             "N*1000 - 300 tokens.")
 _DISTRACTORS = flags.DEFINE_string(
@@ -54,7 +54,7 @@ def render() -> str:
   if _FORMAT.value == "babi" and task in registry.BABI_TASKS and _LENGTH.value == "0k":
     return babi_format.format_babi(
         registry.generate_stories(task, split, num, seed, _RENAME.value))
-  count = tokens.tokenizer_counter(_TOKENIZER.value) if _TOKENIZER.value else tokens.estimate_tokens
+  count = lengths.tokenizer_counter(_TOKENIZER.value) if _TOKENIZER.value else lengths.estimate_tokens
   examples = registry.generate(task, split, num, seed, _LENGTH.value, _DISTRACTORS.value,
                                _RENAME.value, count, _MAX_LINE_CHARS.value, _VT_CHAINS.value)
   if _FORMAT.value == "babi":

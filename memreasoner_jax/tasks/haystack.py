@@ -4,7 +4,7 @@ BABILong's rules: filler sentences are drawn from a source until the token budge
 (sentences under `min_sentence_tokens` skipped, the last one cut to fit), then the facts go into
 gaps between filler sentences, gap indices drawn with replacement and sorted, so the facts keep
 their order and several may share a gap. The budget for a length "Nk" is N*1000 - 300 tokens for
-facts and filler together (see tokens.py). Every line stays at most `max_line_chars` long.
+facts and filler together (see lengths.py). Every line stays at most `max_line_chars` long.
 """
 
 import dataclasses
@@ -12,9 +12,9 @@ import itertools
 import random
 from typing import Callable, Sequence
 
-from memreasoner_jax.tasks import tokens
 from memreasoner_jax.tasks.distractors import SentenceSource
 from memreasoner_jax.tasks.example import Example
+from memreasoner_jax.tasks import lengths
 from memreasoner_jax.tasks.sentences import wrap_line
 
 MAX_LINE_CHARS = 256
@@ -22,7 +22,7 @@ MIN_SENTENCE_TOKENS = 10  # BABILong skips shorter filler sentences
 
 
 def sample_filler(source: SentenceSource, budget: int, rng: random.Random,
-                  count: tokens.TokenCounter = tokens.estimate_tokens,
+                  count: lengths.TokenCounter = lengths.estimate_tokens,
                   min_sentence_tokens: int = MIN_SENTENCE_TOKENS,
                   max_line_chars: int = MAX_LINE_CHARS) -> list[str]:
   """Filler lines totalling exactly `budget` tokens (less by at most one word's tokens)."""
@@ -36,7 +36,7 @@ def sample_filler(source: SentenceSource, budget: int, rng: random.Random,
     for piece in wrap_line(sentence, max_line_chars):
       n = count(piece)
       if total + n >= budget:
-        piece = piece if total + n == budget else tokens.cut_to_tokens(piece, budget - total, count)
+        piece = piece if total + n == budget else lengths.cut_to_tokens(piece, budget - total, count)
         return lines + [piece] if piece else lines
       lines.append(piece)
       total += n
@@ -44,7 +44,7 @@ def sample_filler(source: SentenceSource, budget: int, rng: random.Random,
 
 
 def draw_sentences(source: SentenceSource, num: int, rng: random.Random,
-                   count: tokens.TokenCounter = tokens.estimate_tokens,
+                   count: lengths.TokenCounter = lengths.estimate_tokens,
                    min_sentence_tokens: int = MIN_SENTENCE_TOKENS,
                    max_line_chars: int = MAX_LINE_CHARS) -> list[str]:
   """`num` filler sentences (as lines of at most `max_line_chars`), short ones skipped."""
@@ -70,7 +70,7 @@ def insert_facts(example: Example, filler: Sequence[str], rng: random.Random) ->
 
 
 def make_haystack(example: Example, length: str, source: SentenceSource, rng: random.Random,
-                  count: tokens.TokenCounter = tokens.estimate_tokens,
+                  count: lengths.TokenCounter = lengths.estimate_tokens,
                   min_sentence_tokens: int = MIN_SENTENCE_TOKENS,
                   max_line_chars: int = MAX_LINE_CHARS,
                   transform: Callable[[Example], Example] | None = None) -> Example:
@@ -79,9 +79,9 @@ def make_haystack(example: Example, length: str, source: SentenceSource, rng: ra
   `transform` rewrites the example after the filler is sized and drawn, so that e.g. a renamed
   split has exactly the plain split's haystack with only the story's words changed.
   """
-  budget = tokens.context_budget(length)
+  budget = lengths.context_budget(length)
   if budget is not None:
-    filler = sample_filler(source, budget - tokens.context_tokens(example.context, count), rng,
+    filler = sample_filler(source, budget - lengths.context_tokens(example.context, count), rng,
                            count, min_sentence_tokens, max_line_chars)
   example = transform(example) if transform else example
   return example if budget is None else insert_facts(example, filler, rng)

@@ -10,9 +10,9 @@ import random
 from typing import Sequence
 
 from memreasoner_jax.tasks import babi_format, babi_generators, distractors, haystack, rename
-from memreasoner_jax.tasks import tokens, variable_tracking
 from memreasoner_jax.tasks.babi_format import Story
 from memreasoner_jax.tasks.example import Example
+from memreasoner_jax.tasks import lengths, variable_tracking
 
 TASKS: tuple[str, ...] = ("qa1", "qa2", "vt1", "vt2")
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -54,7 +54,7 @@ def _short_examples(task: str, split: str, num: int, seed: int, vt_chains: int,
 
 def generate(task: str, split: str, num: int, seed: int = 0, length: str = "0k",
              distractors_spec: str | None = None, rename_answers: bool = False,
-             count: tokens.TokenCounter = tokens.estimate_tokens,
+             count: lengths.TokenCounter = lengths.estimate_tokens,
              max_line_chars: int = haystack.MAX_LINE_CHARS, vt_chains: int = 1) -> list[Example]:
   """`num` Examples of `task` ('qa1', 'qa2', 'vt1', 'vt2').
 
@@ -67,7 +67,7 @@ def generate(task: str, split: str, num: int, seed: int = 0, length: str = "0k",
     vt_chains: variable-tracking chains per example (one is asked about).
   """
   _check(task, split, num)
-  budget = tokens.context_budget(length)
+  budget = lengths.context_budget(length)
   spec = distractors_spec or DEFAULT_DISTRACTORS[task]
   source = distractors.get_source(spec) if budget is not None else None
   examples = _short_examples(task, split, num, seed, vt_chains, vt_noise=source is None)

@@ -9,9 +9,9 @@ training never produces, in the value line and the question; the answer (the nam
 import dataclasses
 import re
 
-from memreasoner_jax.tasks import vocab
 from memreasoner_jax.tasks.babi_format import Question, Story
 from memreasoner_jax.tasks.example import Example
+from memreasoner_jax.tasks import vocab
 
 ROOM_RENAMES: dict[str, str] = dict(zip(vocab.ROOMS, vocab.RENAMED_ROOMS))
 VALUE_OFFSET = 900000

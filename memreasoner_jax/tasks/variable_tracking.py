@@ -13,9 +13,9 @@ space-joined. Support: the asked chain's lines in hop order (the value line firs
 import random
 import string
 
-from memreasoner_jax.tasks import haystack
 from memreasoner_jax.tasks.distractors import RULER_NOISE
 from memreasoner_jax.tasks.example import Example
+from memreasoner_jax.tasks import haystack
 
 VALUE_RANGE = (10000, 99999)
 NOISE_UNITS = 4  # noise units around the chains of a short ("0k") example

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from memreasoner_jax import tokens
+from memreasoner_jax.data import special_tokens
 
 
 class SelfAttention(nn.Module):
@@ -70,7 +70,7 @@ class Encoder(nn.Module):
   def __call__(self, tokens_NxT: jax.Array, *, hidden_only: bool = False) -> jax.Array:
     """Returns latents_NxC, or with hidden_only the last hidden states NxTxD (BERT's output)."""
     cfg = self.config
-    keep_NxT = tokens_NxT != tokens.PAD_ID
+    keep_NxT = tokens_NxT != special_tokens.PAD_ID
     n, t = tokens_NxT.shape
     if t > cfg.max_len:
       raise ValueError(f"encoder input has {t} tokens per sequence, more than max_len={cfg.max_len}")
@@ -91,6 +91,6 @@ class Encoder(nn.Module):
   def pool(self, hidden_NxTxD: jax.Array, tokens_NxT: jax.Array) -> jax.Array:
     if self.config.pooling == "first":
       return hidden_NxTxD[:, 0]
-    keep_NxTx1 = (tokens_NxT != tokens.PAD_ID)[..., None].astype(hidden_NxTxD.dtype)
+    keep_NxTx1 = (tokens_NxT != special_tokens.PAD_ID)[..., None].astype(hidden_NxTxD.dtype)
     count_Nx1 = jnp.maximum(keep_NxTx1.sum(axis=1), 1.0)
     return (hidden_NxTxD * keep_NxTx1).sum(axis=1) / count_Nx1

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from memreasoner_jax import memory
+from memreasoner_jax.models import memory
 
 UPDATE_RULES = ("gru", "add", "linear", "nearest_fact")
 # Similarity given to padding lines: far below any cosine, yet finite for the losses.

@@ -4,16 +4,19 @@ Every term masks padding (tokens, lines, examples) and is a mean over what is re
 padding to a batch changes no loss.
 """
 
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
-from memreasoner_jax import memory
-from memreasoner_jax import model as model_lib
-from memreasoner_jax import tokens
+from memreasoner_jax.data import special_tokens
+from memreasoner_jax import models
+from memreasoner_jax.models import memory
+
+if TYPE_CHECKING:
+  from memreasoner_jax.models import memreasoner
 
 
 def loss_config() -> ml_collections.ConfigDict:
@@ -71,8 +74,8 @@ def _sample_lines(rng: jax.Array, mask_BxE: jax.Array, count: int) -> jax.Array:
   return idx_BxR
 
 
-def _reconstruction_losses(model: model_lib.MemReasoner, params: model_lib.Params,
-                           batch: dict[str, jax.Array], r: model_lib.Reasoning, rng: jax.Array,
+def _reconstruction_losses(model: "memreasoner.MemReasoner", params: models.Params,
+                           batch: dict[str, jax.Array], r: "memreasoner.Reasoning", rng: jax.Array,
                            count: int) -> tuple[jax.Array, jax.Array]:
   """Larimar's two autoencoding terms on `count` sampled lines per example."""
   mask_BxE = batch["line_mask_BxE"].astype(bool)
@@ -84,7 +87,7 @@ def _reconstruction_losses(model: model_lib.MemReasoner, params: model_lib.Param
     lines_BxExT, keep_BxExT = batch["recon_BxExT"], batch["recon_mask_BxExT"]
   else:
     lines_BxExT = batch["context_BxExT"]
-    keep_BxExT = lines_BxExT != tokens.PAD_ID
+    keep_BxExT = lines_BxExT != special_tokens.PAD_ID
   t = lines_BxExT.shape[-1]
   lines_BxRxT = jnp.take_along_axis(lines_BxExT, idx_BxR[..., None], axis=1)
   keep_BxRxT = jnp.take_along_axis(keep_BxExT, idx_BxR[..., None], axis=1)
@@ -105,7 +108,7 @@ def _reconstruction_losses(model: model_lib.MemReasoner, params: model_lib.Param
   return _masked_mean(ce_2NxT[:n], weights_NxT), _masked_mean(ce_2NxT[n:], weights_NxT)
 
 
-def _supporting_fact_terms(r: model_lib.Reasoning, batch: dict[str, jax.Array],
+def _supporting_fact_terms(r: "memreasoner.Reasoning", batch: dict[str, jax.Array],
                            temperature: float) -> tuple[jax.Array, jax.Array]:
   """(cross-entropy on supervised examples, hop accuracy on all labelled examples)."""
   support_BxS = batch["support_BxS"]
@@ -120,7 +123,7 @@ def _supporting_fact_terms(r: model_lib.Reasoning, batch: dict[str, jax.Array],
   return _masked_mean(ce_BxH, supervised_BxH), _masked_mean(hit_BxH, labelled_BxH)
 
 
-def loss_fn(model: model_lib.MemReasoner, params: model_lib.Params, batch: dict[str, jax.Array],
+def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict[str, jax.Array],
             rng: jax.Array | None, step: jax.Array | int,
             cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, Any]]:
   """The weighted total loss and its parts. `rng=None` evaluates without training noise."""

@@ -12,9 +12,9 @@ from memreasoner_jax.data import lines as lines_lib
 from memreasoner_jax.data import pipeline
 from memreasoner_jax.data import tokenizers
 from memreasoner_jax.tasks import distractors
+from memreasoner_jax.tasks.example import Example
 from memreasoner_jax.tasks import haystack
 from memreasoner_jax.tasks import registry
-from memreasoner_jax.tasks.example import Example
 
 TRAIN_FILLER_SOURCE = "builtin:train"  # never the evaluation filler ("builtin" = builtin:test)
 

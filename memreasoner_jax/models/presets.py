@@ -29,7 +29,7 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   cfg.preset = preset  # the preset these shapes came from (recorded in checkpoints)
   # memreasoner, or baseline: the decoder alone reading the whole context with full attention
-  # (memreasoner_jax/baseline.py; needs data.sequence_tokens and a decoder.max_len to match).
+  # (memreasoner_jax/models/baseline.py; needs data.sequence_tokens and a decoder.max_len to match).
   cfg.kind = "memreasoner"
   cfg.dtype = "float32"  # compute dtype: float32, or bfloat16 on accelerators
   cfg.latent_size = latent  # C, the width of every line latent, query and readout

@@ -1,6 +1,6 @@
 """Input-pipeline throughput: generation, ArrayRecord building, reading and batching per length.
 
-  python -m memreasoner_jax.data.benchmark --lengths=0k,4k,16k,128k --num=32 --out=pipeline.json
+  python -m memreasoner_jax.tools.benchmark_input --lengths=0k,4k,16k,128k --num=32 --out=pipeline.json
 
 Prints one row per haystack length and writes the figures as JSON. Never fails on speed: the
 numbers are for BUILD_NOTES and for checking the pipeline outpaces the train step (DESIGN 6).

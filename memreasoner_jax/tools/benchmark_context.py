@@ -1,6 +1,6 @@
 """Long-context speed: seconds per question for MemReasoner and the full-attention baseline.
 
-  python -m memreasoner_jax.benchmark_context --preset=tiny --lengths=1k,4k,16k,64k,128k \
+  python -m memreasoner_jax.tools.benchmark_context --preset=tiny --lengths=1k,4k,16k,64k,128k \
       --out=context.json
 
 For each length one held-out haystack (tasks.registry, builtin distractors) is batched once and
@@ -29,15 +29,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from configs import babi
-from memreasoner_jax import baseline
-from memreasoner_jax import input as input_lib
-from memreasoner_jax import models
-from memreasoner_jax import presets
+from memreasoner_jax.configs import babi
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import lines as lines_lib
-from memreasoner_jax.tasks import registry
+from memreasoner_jax import input_pipeline as input_lib
+from memreasoner_jax import models
+from memreasoner_jax.models import baseline
+from memreasoner_jax.models import presets
 from memreasoner_jax.tasks.example import Example
+from memreasoner_jax.tasks import registry
 
 _PRESET = flags.DEFINE_enum("preset", "tiny", presets.PRESETS, "Model preset of both models.")
 _TASK = flags.DEFINE_string("task", "qa1", "Task of the haystacks.")

@@ -24,13 +24,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from memreasoner_jax import decoder as decoder_lib
-from memreasoner_jax import encoder as encoder_lib
-from memreasoner_jax import hops as hops_lib
-from memreasoner_jax import memory
-from memreasoner_jax import temporal as temporal_lib
+from memreasoner_jax import models
+from memreasoner_jax.models import decoder as decoder_lib
+from memreasoner_jax.models import encoder as encoder_lib
+from memreasoner_jax.models import hops as hops_lib
+from memreasoner_jax.models import losses
+from memreasoner_jax.models import memory
+from memreasoner_jax.models import temporal as temporal_lib
 
-Params = dict[str, Any]
+Params = models.Params
 CONDITIONS = ("readouts", "facts", "both")
 
 
@@ -199,22 +201,23 @@ class MemReasoner:
     logits, _ = self.decoder.apply({"params": params["decoder"]}, tokens_BxT, cond_BxNxC)
     return logits
 
+  def batch_shapes(self, batch_size: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
+    return batch_shapes(batch_size)
+
+  def loss(self, params: Params, batch: dict[str, jax.Array], rng: jax.Array | None,
+           step: jax.Array | int, cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict]:
+    return losses.loss_fn(self, params, batch, rng, step, cfg)
+
   def generate(self, params: Params, batch: dict[str, jax.Array], max_new_tokens: int, *,
-               use_cache: bool = True,
-               reasoning: Reasoning | None = None) -> tuple[jax.Array, jax.Array]:
+               use_cache: bool = True) -> models.Generated:
     """Greedy answers after each example's prompt.
 
     Every sequence steps one position at a time from position 0; while a sequence is still
     inside its prompt its next input is the prompt token, afterwards its own prediction, so
     prompts of different lengths share one loop. Without the cache each step re-runs the whole
-    prefix (for checking the cache). `reasoning` reuses a `reason` result already computed for
-    this batch (inference reports the hops' similarities too without encoding twice).
-
-    Returns:
-      (tokens_BxN, logits_BxNxV) of the N = max_new_tokens generated positions.
+    prefix (for checking the cache).
     """
-    if reasoning is None:
-      reasoning = self.reason(params, batch)
+    reasoning = self.reason(params, batch)
     cond_BxNxC = reasoning.cond_BxNxC
     prompt_BxP = batch["answer_BxA"]
     prompt_len_B = batch["prompt_len_B"]
@@ -246,8 +249,7 @@ class MemReasoner:
     tokens_BxN = jnp.take_along_axis(buffer_BxL, offsets_BxN, axis=1)
     logits_BxNxV = jnp.take_along_axis(
         jnp.swapaxes(logits_LxBxV, 0, 1), (offsets_BxN - 1)[..., None], axis=1)
-    return tokens_BxN, logits_BxNxV
-
+    return models.Generated(tokens_BxN, logits_BxNxV, reasoning.sims_BxHxE)
 
 
 def batch_shapes(batch_size: int = 1, lines: int = 2, line_tokens: int = 8, query_tokens: int = 8,

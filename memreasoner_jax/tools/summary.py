@@ -1,6 +1,6 @@
 """Prints every preset's parameter count and runs one training-loss gradient of a preset.
 
-  python -m memreasoner_jax.summary --preset=tiny
+  python -m memreasoner_jax.tools.summary --preset=tiny
 """
 
 import time
@@ -10,9 +10,9 @@ from absl import flags
 import jax
 import numpy as np
 
-from memreasoner_jax import losses
-from memreasoner_jax import model as model_lib
-from memreasoner_jax import presets
+from memreasoner_jax.models import losses
+from memreasoner_jax.models import memreasoner as model_lib
+from memreasoner_jax.models import presets
 
 _PRESET = flags.DEFINE_enum("preset", "tiny", presets.PRESETS, "Preset to run a step of.")
 _BATCH = flags.DEFINE_integer("batch_size", 4, "Examples in the step's batch.")
@@ -38,7 +38,7 @@ def main(argv):
   batch["example_weight_B"][:] = 1.0
   params = model.init(jax.random.PRNGKey(0), batch)
   grad_fn = jax.jit(jax.value_and_grad(
-      lambda p, b: losses.loss_fn(model, p, b, jax.random.PRNGKey(1), 0, losses.loss_config()),
+      lambda p, b: model.loss(p, b, jax.random.PRNGKey(1), 0, losses.loss_config()),
       has_aux=True))
   start = time.perf_counter()
   (loss, metrics), grads = jax.block_until_ready(grad_fn(params, batch))

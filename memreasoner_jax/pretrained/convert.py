@@ -8,7 +8,7 @@ As a command it writes an orbax checkpoint (step 0) that training resumes from a
 `memreasoner_jax.load` reads: it is a zero-step run of the training main, so the checkpoint has
 exactly the layout, metadata and data position training writes.
 
-  python -m memreasoner_jax.convert --encoder=DIR --decoder=DIR \
+  python -m memreasoner_jax.pretrained.convert --encoder=DIR --decoder=DIR \
       --config=configs/babi.py:qa1,base --out=DIR
 """
 
@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
-from memreasoner_jax import hf_import
-from memreasoner_jax import model as model_lib
+from memreasoner_jax.models import memreasoner as model_lib
+from memreasoner_jax.pretrained import hf_import
 from memreasoner_jax import train
 
 def convert(config: ml_collections.ConfigDict, encoder_dir: str = "", decoder_dir: str = "", *,

@@ -1,6 +1,6 @@
 """Train-step benchmark: step time, examples/s, tokens/s, compile time, peak memory and MFU.
 
-  python -m memreasoner_jax.benchmark_train --preset=tiny --batch=32 --steps=10 --out=bench.json
+  python -m memreasoner_jax.tools.benchmark_train --preset=tiny --batch=32 --steps=10 --out=bench.json
 
 The step is the real one (train.make_train_step over a data-parallel mesh of every local device)
 on a fixed batch of generated qa1 stories. Model FLOPs are counted analytically (matmuls and
@@ -20,12 +20,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from configs import babi
-from memreasoner_jax import input as input_lib
-from memreasoner_jax import model as model_lib
+from memreasoner_jax.configs import babi
+from memreasoner_jax import input_pipeline as input_lib
+from memreasoner_jax import models
+from memreasoner_jax.models import presets
 from memreasoner_jax import optimizer as optimizer_lib
-from memreasoner_jax import parallel
-from memreasoner_jax import presets
+from memreasoner_jax import sharding as sharding_lib
 from memreasoner_jax import train
 
 _PRESET = flags.DEFINE_enum("preset", "tiny", presets.PRESETS, "Model preset.")
@@ -85,17 +85,17 @@ def main(argv):
     cfg.model.dtype = _DTYPE.value
   cfg.data.train_examples = max(cfg.data.global_batch, 64)
 
-  mesh = parallel.make_mesh(cfg.mesh, jax.local_devices())
-  parallel.check_global_batch(cfg.data.global_batch, mesh, "--batch")
+  mesh = sharding_lib.make_mesh(cfg.mesh, jax.local_devices())
+  sharding_lib.check_global_batch(cfg.data.global_batch, mesh, "--batch")
   batcher = input_lib.make_batcher(cfg.data)
   examples = input_lib.train_examples(cfg.data)
   local = batcher((examples * cfg.data.global_batch)[:cfg.data.global_batch])
-  model = model_lib.MemReasoner(cfg.model)
+  model = models.build(cfg.model)
   tx, schedule = optimizer_lib.make_optimizer(cfg.optimizer, cfg.training.num_steps)
   init_fn = lambda: train.init_state(model, tx, jax.random.key(0), local)
-  sharding = parallel.state_shardings(jax.eval_shape(init_fn), mesh, cfg.mesh.fsdp_min_size)
+  sharding = sharding_lib.state_shardings(jax.eval_shape(init_fn), mesh, cfg.mesh.fsdp_min_size)
   state = jax.jit(init_fn, out_shardings=sharding)()
-  batch = parallel.global_batch(local, mesh)
+  batch = sharding_lib.global_batch(local, mesh)
   step = train.jit_train_step(
       train.make_train_step(model, cfg.loss, tx, schedule, jax.random.key(1)), mesh, sharding)
 

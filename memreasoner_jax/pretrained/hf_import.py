@@ -20,7 +20,7 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
-from memreasoner_jax import hf_weights
+from memreasoner_jax.pretrained import hf_weights
 
 Params = dict[str, Any]
 Path = tuple[str, ...]  # a parameter's keys below params["encoder"] or params["decoder"]

@@ -23,10 +23,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from memreasoner_jax import decoder as decoder_lib
-from memreasoner_jax import losses
+from memreasoner_jax import models
+from memreasoner_jax.models import decoder as decoder_lib
+from memreasoner_jax.models import losses
+from memreasoner_jax.models import memreasoner
 
-Params = dict[str, Any]
+Params = models.Params
 SEQUENCE_KEYS = ("sequence_BxL", "sequence_mask_BxL", "sequence_prompt_len_B")
 
 
@@ -100,13 +102,22 @@ class Baseline:
     (cache, kept_BxWxV), _ = jax.lax.scan(block, (cache, kept_BxWxV), jnp.arange(num_blocks))
     return cache, kept_BxWxV
 
-  def loss(self, params: Params, batch: dict[str, jax.Array],
-           cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, Any]]:
-    """Answer cross-entropy (the only term) and exact-answer rate.
+  def batch_shapes(self, batch_size: int = 1,
+                   sequence_tokens: int = 16) -> dict[str, jax.ShapeDtypeStruct]:
+    spec = jax.ShapeDtypeStruct
+    return {**memreasoner.batch_shapes(batch_size),
+            "sequence_BxL": spec((batch_size, sequence_tokens), jnp.int32),
+            "sequence_mask_BxL": spec((batch_size, sequence_tokens), jnp.bool_),
+            "sequence_prompt_len_B": spec((batch_size,), jnp.int32)}
+
+  def loss(self, params: Params, batch: dict[str, jax.Array], rng: jax.Array | None,
+           step: jax.Array | int, cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict]:
+    """Answer cross-entropy (the only term) and exact-answer rate; no noise, no schedule.
 
     The answer and its EOS fit in answer_BxA's width A, so the A positions after the prompt
     hold every target.
     """
+    del rng, step
     _check_batch(batch)
     tokens_BxL = batch["sequence_BxL"]
     prompt_len_B = batch["sequence_prompt_len_B"]
@@ -125,12 +136,8 @@ class Baseline:
     return total, {"loss": total, "answer_loss": answer_loss, "answer_exact": answer_exact}
 
   def generate(self, params: Params, batch: dict[str, jax.Array],
-               max_new_tokens: int) -> tuple[jax.Array, jax.Array]:
-    """Greedy answers after each example's context and prompt.
-
-    Returns:
-      (tokens_BxN, logits_BxNxV) of the N = max_new_tokens generated positions.
-    """
+               max_new_tokens: int) -> models.Generated:
+    """Greedy answers after each example's context and prompt (no hops: sims_BxHxE has H = 0)."""
     _check_batch(batch)
     tokens_BxL = batch["sequence_BxL"]
     prompt_len_B = batch["sequence_prompt_len_B"]
@@ -156,11 +163,6 @@ class Baseline:
 
     _, rest_NxBxV = jax.lax.scan(step, (cache, first_Bx1xV[:, 0]), jnp.arange(max_new_tokens - 1))
     logits_BxNxV = jnp.concatenate([first_Bx1xV, jnp.swapaxes(rest_NxBxV, 0, 1)], axis=1)
-    return jnp.argmax(logits_BxNxV, axis=-1).astype(tokens_BxL.dtype), logits_BxNxV
+    tokens_BxN = jnp.argmax(logits_BxNxV, axis=-1).astype(tokens_BxL.dtype)
+    return models.Generated(tokens_BxN, logits_BxNxV, jnp.zeros((b, 0, 0), jnp.float32))
 
-
-def loss_fn(model: Baseline, params: Params, batch: dict[str, jax.Array], rng: jax.Array | None,
-            step: jax.Array | int, cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict]:
-  """`losses.loss_fn`'s signature; the baseline has no training noise or schedule."""
-  del rng, step
-  return model.loss(params, batch, cfg)
