@@ -7,7 +7,10 @@ Write:  W0 = Z M0^+  (ExK),   M = W0^+ Z  (KxC)
 Read:   w = u M^+    (K),     readout = w M  (C)
 
 With exact pseudo-inverses and no more independent lines than slots, the readout is the
-orthogonal projection of the query onto the span of the written latents.
+orthogonal projection of the query onto the span of the written latents. The "gram" method
+uses that: for E <= K it takes M^+ = Z^+ W0 from one Cholesky of the E x E Gram matrix of the
+lines, with no K x C pseudo-inverse (an SVD per example, the slowest op of the step on
+accelerators).
 """
 
 from typing import Literal, NamedTuple
@@ -15,13 +18,28 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-PinvMethod = Literal["svd", "solve", "ben_israel"]
-PINV_METHODS = ("svd", "solve", "ben_israel")
+PinvMethod = Literal["svd", "gram", "solve", "ben_israel"]
+PINV_METHODS = ("svd", "gram", "solve", "ben_israel")
+# "auto" in a config: resolved by `resolve_pinv` for the platform the model runs on.
+PINV_CHOICES = ("auto",) + PINV_METHODS
 _HIGHEST = jax.lax.Precision.HIGHEST
-# Ridge of the regularised solve, relative to the Gram matrix's trace: small enough that
-# read(write(z_i)) = z_i to about 1e-4, large enough that float32 Cholesky stays finite on
-# rank-deficient matrices (padding rows, fewer lines than slots).
+# Ridge of the regularised solves, relative to the Gram matrix's trace: large enough that
+# float32 Cholesky stays finite on rank-deficient matrices (duplicate lines, fewer lines than
+# slots). One refinement step squares its relative error, so it costs about 1e-7 where it
+# costs 1e-3 unrefined.
 _SOLVE_RIDGE = 1e-5
+
+
+def resolve_pinv(method: str, platform: str | None = None) -> PinvMethod:
+  """The method "auto" stands for: svd on CPU (the reference), gram on GPU and TPU.
+
+  Batched SVDs are slow on accelerators, Cholesky of a small Gram matrix is not.
+  """
+  if method not in PINV_CHOICES:
+    raise ValueError(f"pinv method must be one of {PINV_CHOICES}, got {method!r}")
+  if method != "auto":
+    return method
+  return "svd" if (platform or jax.default_backend()) == "cpu" else "gram"
 
 
 def _check_rank(name: str, x: jax.Array, rank: int, shape: str) -> None:
@@ -52,31 +70,47 @@ def _ben_israel(a_NxM: jax.Array, steps: int, alpha: float) -> jax.Array:
   return x
 
 
-def _regularised_solve(a_NxM: jax.Array) -> jax.Array:
-  """A^+ ~ A^T (A A^T + lambda I)^-1 with lambda relative to the trace.
+def _gram_solve(gram_NxN: jax.Array, rhs_NxR: jax.Array,
+                keep_N: jax.Array | None = None) -> jax.Array:
+  """G^-1 rhs for a positive semi-definite Gram matrix: ridge, Cholesky, one refinement step.
 
-  Cheaper than an SVD on accelerators (one Cholesky of the smaller Gram matrix).
+  Rows and columns of G where keep_N is False must be zero (padding lines); a unit diagonal
+  there keeps G positive definite and decouples them, so the real rows' solution is exactly
+  what it is without the padding. Directions G does not span are damped by the ridge, which
+  is finite where an exact inverse is not.
+  """
+  size = gram_NxN.shape[-1]
+  scale = jnp.trace(gram_NxN, axis1=-2, axis2=-1)[..., None, None]
+  ridge = _SOLVE_RIDGE * jnp.maximum(scale, jnp.finfo(jnp.float32).tiny)
+  if keep_N is not None:
+    ridge = ridge + (1.0 - keep_N.astype(gram_NxN.dtype))[..., None, :]
+  diagonal = ridge * jnp.eye(size, dtype=gram_NxN.dtype)
+  chol = (jnp.linalg.cholesky(gram_NxN + diagonal), True)
+  x_NxR = jax.scipy.linalg.cho_solve(chol, rhs_NxR)
+  # Refined against G itself: the ridge's relative error lambda/sigma^2 becomes its square.
+  residual_NxR = rhs_NxR - jnp.matmul(gram_NxN, x_NxR, precision=_HIGHEST)
+  return x_NxR + jax.scipy.linalg.cho_solve(chol, residual_NxR)
+
+
+def _regularised_solve(a_NxM: jax.Array, keep_N: jax.Array | None = None) -> jax.Array:
+  """A^+ from the normal equations of the smaller side: A^T (A A^T)^-1 or (A^T A)^-1 A^T.
+
+  Cheaper than an SVD on accelerators (one Cholesky of the smaller Gram matrix). keep_N marks
+  the real rows of A; the others must be zero.
   """
   n, m = a_NxM.shape[-2:]
   a_t = jnp.swapaxes(a_NxM, -1, -2)
   if n <= m:
     gram = jnp.matmul(a_NxM, a_t, precision=_HIGHEST)
-  else:
-    gram = jnp.matmul(a_t, a_NxM, precision=_HIGHEST)
-  size = gram.shape[-1]
-  scale = jnp.trace(gram, axis1=-2, axis2=-1)[..., None, None]
-  ridge = _SOLVE_RIDGE * jnp.maximum(scale, jnp.finfo(jnp.float32).tiny)
-  chol = jnp.linalg.cholesky(gram + ridge * jnp.eye(size, dtype=gram.dtype))
-  if n <= m:
-    # A^T (A A^T)^-1 = (solve(A A^T, A))^T
-    return jnp.swapaxes(jax.scipy.linalg.cho_solve((chol, True), a_NxM), -1, -2)
-  return jax.scipy.linalg.cho_solve((chol, True), a_t)
+    return jnp.swapaxes(_gram_solve(gram, a_NxM, keep_N), -1, -2)
+  return _gram_solve(jnp.matmul(a_t, a_NxM, precision=_HIGHEST), a_t)
 
 
 def pseudo_inverse(
     a_NxM: jax.Array,
     method: PinvMethod = "svd",
     *,
+    keep_N: jax.Array | None = None,
     ben_israel_steps: int = 15,
     ben_israel_alpha: float = 0.0,
 ) -> jax.Array:
@@ -84,8 +118,10 @@ def pseudo_inverse(
 
   Args:
     a_NxM: matrices, with any leading batch axes.
-    method: "svd" (jnp.linalg.pinv, the stable default), "solve" (regularised normal
-      equations) or "ben_israel" (Larimar's iteration, for parity).
+    method: "svd" (jnp.linalg.pinv, the stable default), "solve" or "gram" (regularised
+      normal equations; for one matrix they are the same) or "ben_israel" (Larimar's
+      iteration, for parity).
+    keep_N: the real rows of A (the others zero), for the normal equations.
     ben_israel_steps: iterations of the Ben-Israel method.
     ben_israel_alpha: its initial scale; <= 0 picks a scale that always converges.
   """
@@ -95,9 +131,40 @@ def pseudo_inverse(
   with jax.default_matmul_precision("highest"):
     if method == "svd":
       return jnp.linalg.pinv(a_NxM)
-    if method == "solve":
-      return _regularised_solve(a_NxM)
+    if method in ("gram", "solve"):
+      return _regularised_solve(a_NxM, keep_N)
     return _ben_israel(a_NxM, ben_israel_steps, ben_israel_alpha)
+
+
+class _Written(NamedTuple):
+  memory_BxKxC: jax.Array
+  w0_BxExK: jax.Array  # the write weights Z M0^+
+  lines_BxExC: jax.Array  # the written latents: padding zeroed, noise added
+
+
+def _write(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Array, noise_std: float,
+           rng: jax.Array | None, pinv: PinvMethod) -> _Written:
+  _check_rank("facts_BxExC", facts_BxExC, 3, "B x E x C")
+  _check_rank("mask_BxE", mask_BxE, 2, "B x E")
+  _check_rank("prior_KxC", prior_KxC, 2, "K x C")
+  b, e, c = facts_BxExC.shape
+  if mask_BxE.shape != (b, e):
+    raise ValueError(f"mask_BxE must have shape {(b, e)} to match facts_BxExC, got {mask_BxE.shape}")
+  if prior_KxC.shape[0] < 1:
+    raise ValueError(f"prior_KxC needs K >= 1 slots, got shape {prior_KxC.shape}")
+  if prior_KxC.shape[1] != c:
+    raise ValueError(f"prior_KxC must have C={c} columns to match facts_BxExC, got {prior_KxC.shape}")
+  keep_BxEx1 = mask_BxE[..., None].astype(jnp.float32)
+  z_BxExC = facts_BxExC.astype(jnp.float32) * keep_BxEx1
+  if noise_std > 0:
+    if rng is None:
+      raise ValueError("write: noise_std > 0 needs an rng")
+    z_BxExC = z_BxExC + noise_std * jax.random.normal(rng, z_BxExC.shape) * keep_BxEx1
+  prior_pinv_CxK = pseudo_inverse(prior_KxC, pinv)
+  w0_BxExK = jnp.einsum("bec,ck->bek", z_BxExC, prior_pinv_CxK, precision=_HIGHEST)
+  w0_pinv_BxKxE = pseudo_inverse(w0_BxExK, pinv, keep_N=mask_BxE)
+  memory_BxKxC = jnp.einsum("bke,bec->bkc", w0_pinv_BxKxE, z_BxExC, precision=_HIGHEST)
+  return _Written(memory_BxKxC, w0_BxExK, z_BxExC)
 
 
 def write(
@@ -125,26 +192,23 @@ def write(
   Returns:
     memory_BxKxC in float32.
   """
-  _check_rank("facts_BxExC", facts_BxExC, 3, "B x E x C")
-  _check_rank("mask_BxE", mask_BxE, 2, "B x E")
-  _check_rank("prior_KxC", prior_KxC, 2, "K x C")
-  b, e, c = facts_BxExC.shape
-  if mask_BxE.shape != (b, e):
-    raise ValueError(f"mask_BxE must have shape {(b, e)} to match facts_BxExC, got {mask_BxE.shape}")
-  if prior_KxC.shape[0] < 1:
-    raise ValueError(f"prior_KxC needs K >= 1 slots, got shape {prior_KxC.shape}")
-  if prior_KxC.shape[1] != c:
-    raise ValueError(f"prior_KxC must have C={c} columns to match facts_BxExC, got {prior_KxC.shape}")
-  keep_BxEx1 = mask_BxE[..., None].astype(jnp.float32)
-  z_BxExC = facts_BxExC.astype(jnp.float32) * keep_BxEx1
-  if noise_std > 0:
-    if rng is None:
-      raise ValueError("write: noise_std > 0 needs an rng")
-    z_BxExC = z_BxExC + noise_std * jax.random.normal(rng, z_BxExC.shape) * keep_BxEx1
-  prior_pinv_CxK = pseudo_inverse(prior_KxC, pinv)
-  w0_BxExK = jnp.einsum("bec,ck->bek", z_BxExC, prior_pinv_CxK, precision=_HIGHEST)
-  w0_pinv_BxKxE = pseudo_inverse(w0_BxExK, pinv)
-  return jnp.einsum("bke,bec->bkc", w0_pinv_BxKxE, z_BxExC, precision=_HIGHEST)
+  return _write(facts_BxExC, mask_BxE, prior_KxC, noise_std, rng, pinv).memory_BxKxC
+
+
+def _memory_pinv(written: _Written, mask_BxE: jax.Array, pinv: PinvMethod) -> jax.Array:
+  """M^+ (B x C x K) of freshly written memories.
+
+  With "gram" and E <= K, M = W0^+ Z is a full-column-rank times a full-row-rank matrix, so
+  M^+ = Z^+ W0 = Z^T (Z Z^T)^-1 W0: one E x E Cholesky instead of a K x C pseudo-inverse.
+  """
+  e, k = written.w0_BxExK.shape[-2:]
+  if pinv != "gram" or e > k:
+    return pseudo_inverse(written.memory_BxKxC, pinv)
+  z_BxExC = written.lines_BxExC
+  with jax.default_matmul_precision("highest"):
+    gram_BxExE = jnp.einsum("bec,bfc->bef", z_BxExC, z_BxExC, precision=_HIGHEST)
+    coeffs_BxExK = _gram_solve(gram_BxExE, written.w0_BxExK, mask_BxE)
+  return jnp.einsum("bec,bek->bck", z_BxExC, coeffs_BxExK, precision=_HIGHEST)
 
 
 def read(
@@ -159,7 +223,8 @@ def read(
   Args:
     memory_BxKxC: memories from `write`.
     query_BxC: one query per memory.
-    pinv: pseudo-inverse method, see `pseudo_inverse`.
+    pinv: pseudo-inverse method, see `pseudo_inverse` ("gram" needs the written lines, which
+      only `write_chunked` has; here it is the regularised solve of M).
     memory_pinv_BxCxK: M^+ when the caller already has it (several hops read one memory).
 
   Returns:
@@ -204,7 +269,8 @@ def write_chunked(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Ar
   """Writes the lines into one memory per chunk of `lines_per_chunk` lines (0: one memory).
 
   The chunks are written by one batched `write`, not a Python loop. Chunks made only of
-  padding are marked empty and never selected by `read_chunked`.
+  padding are marked empty and never selected by `read_chunked`. With pinv "gram" and no more
+  lines per chunk than slots, M^+ comes from the lines' E x E Gram matrix (see `_memory_pinv`).
   """
   _check_rank("facts_BxExC", facts_BxExC, 3, "B x E x C")
   b, e, c = facts_BxExC.shape
@@ -215,12 +281,11 @@ def write_chunked(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Ar
   mask_BxE = jnp.pad(mask_BxE, ((0, 0), (0, pad)))
   lines_BNxLxC = facts_BxExC.reshape(b * n, per_chunk, c)
   keep_BNxL = mask_BxE.reshape(b * n, per_chunk)
-  memory_BNxKxC = write(lines_BNxLxC, keep_BNxL, prior_KxC, noise_std=noise_std, rng=rng,
-                        pinv=pinv)
-  k = memory_BNxKxC.shape[1]
+  written = _write(lines_BNxLxC, keep_BNxL, prior_KxC, noise_std, rng, pinv)
+  k = prior_KxC.shape[0]
   return ChunkedMemory(
-      memory_BxNxKxC=memory_BNxKxC.reshape(b, n, k, c),
-      memory_pinv_BxNxCxK=pseudo_inverse(memory_BNxKxC, pinv).reshape(b, n, c, k),
+      memory_BxNxKxC=written.memory_BxKxC.reshape(b, n, k, c),
+      memory_pinv_BxNxCxK=_memory_pinv(written, keep_BNxL, pinv).reshape(b, n, c, k),
       lines_BxNxLxC=lines_BNxLxC.reshape(b, n, per_chunk, c).astype(jnp.float32),
       keep_BxNxL=keep_BNxL.reshape(b, n, per_chunk))
 

@@ -61,7 +61,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
        cfg.memory.lines_per_chunk)
   need(cfg.memory.mode in ("single", "chunked"), "memory.mode", "single or chunked",
        cfg.memory.mode)
-  need(cfg.memory.pinv in memory.PINV_METHODS, "memory.pinv", f"one of {memory.PINV_METHODS}",
+  need(cfg.memory.pinv in memory.PINV_CHOICES, "memory.pinv", f"one of {memory.PINV_CHOICES}",
        cfg.memory.pinv)
   need(cfg.memory.combine in memory.COMBINE_RULES, "memory.combine",
        f"one of {memory.COMBINE_RULES}", cfg.memory.combine)
@@ -110,6 +110,7 @@ class MemReasoner:
     self.hops = hops_lib.HopOperator(config.hops.num_hops, config.hops.update_rule,
                                      config.memory.read_noise, config.memory.combine, dtype)
     self.decoder = decoder_lib.Decoder(config.decoder, dtype)
+    self.pinv = memory.resolve_pinv(config.memory.pinv)  # "auto" follows the platform
 
   @property
   def chunked(self) -> bool:
@@ -185,7 +186,7 @@ class MemReasoner:
         zt_BxExC, mask_BxE, params["memory"]["prior"],
         lines_per_chunk=self.lines_per_chunk,
         noise_std=cfg.memory.write_noise_std if rng is not None else 0.0,
-        rng=write_rng, pinv=cfg.memory.pinv)
+        rng=write_rng, pinv=self.pinv)
     readouts_BxHxC, sims_BxHxE, kl_B = self.hops.apply(
         {"params": params["hops"]}, query_BxC, mem, zt_BxExC, mask_BxE, read_rng)
     facts_BxHxC = jnp.take_along_axis(

@@ -59,7 +59,11 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   cfg.memory.num_slots = slots  # K of the single memory (Larimar: 512)
   cfg.memory.lines_per_chunk = 16  # chunked mode: lines per chunk, and slots per chunk memory
   cfg.memory.combine = "nearest_line"  # chunked mode: nearest_line or soft
-  cfg.memory.pinv = "svd"  # pseudo-inverse: svd (stable default), solve, ben_israel (Larimar)
+  # How M^+ is computed: gram (the read as a projection onto the lines via one Cholesky of
+  # their E x E Gram matrix when E <= K, else as solve), solve (regularised normal equations),
+  # svd (jnp.linalg.pinv, the reference), ben_israel (Larimar's iteration) or auto (svd on
+  # CPU, gram on GPU and TPU, where batched SVDs are slow).
+  cfg.memory.pinv = "auto"
   cfg.memory.write_noise_std = 0.0  # Gaussian noise on written latents during training
   cfg.memory.read_noise = False  # Larimar's learned noise on read weights (enables the KL term)
 
