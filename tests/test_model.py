@@ -146,6 +146,15 @@ def test_train_loss_and_gradient_traces_once(tiny):
     grad_fn(params, toy_batches.qa1_batch(4, seed=10 + step, lines=20), step)
 
 
+def test_remat_blocks_gives_the_same_gradients(tiny):
+  model, params, batch = tiny
+  remat = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "remat": "blocks"}))
+  cfg = losses.loss_config()
+  grad = lambda m: jax.jit(jax.grad(
+      lambda p: losses.loss_fn(m, p, batch, jax.random.PRNGKey(3), 0, cfg)[0]))(params)
+  chex.assert_trees_all_close(grad(remat), grad(model), atol=1e-6, rtol=1e-5)
+
+
 def test_every_preset_builds_without_allocating_and_counts_match_known_sizes():
   # BERT without its pooler, GPT-2 with tied head (published sizes), plus our projections:
   # to_latent (D_enc x C + C) and W_M (C x L*D_dec).
@@ -225,6 +234,7 @@ def test_bfloat16_compute_matches_float32(tiny):
     ("latent_size", 63, "even"),
     ("hops.update_rule", "sum", "update_rule"),
     ("memory.pinv", "qr", "pinv"),
+    ("remat", "layers", "remat"),
 ])
 def test_impossible_config_values_name_the_field(key, value, match):
   with pytest.raises(ValueError, match=match):

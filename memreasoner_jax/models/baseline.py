@@ -58,7 +58,7 @@ class Baseline:
       raise ValueError(f"chunk must be >= 1, got {chunk}")
     self.config = config
     self.chunk = chunk
-    self.decoder = decoder_lib.Decoder(dec, jnp.dtype(config.dtype))
+    self.decoder = decoder_lib.Decoder(dec, jnp.dtype(config.dtype), config.remat == "blocks")
 
   def init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> Params:
     """Float32 parameters (any sequence length up to decoder.max_len works afterwards)."""

@@ -89,10 +89,12 @@ class Decoder(nn.Module):
   Attributes:
     config: the `model.decoder` config.
     dtype: compute dtype; parameters and logits stay float32.
+    remat: recompute each block's activations in the backward pass instead of storing them.
   """
 
   config: ml_collections.ConfigDict
   dtype: jnp.dtype = jnp.float32
+  remat: bool = False
 
   @nn.compact
   def __call__(self, tokens_BxT: jax.Array, cond_BxNxC: jax.Array,
@@ -116,8 +118,9 @@ class Decoder(nn.Module):
                              name="memory_proj")(cond_BxNxC).reshape(
                                  b, n, cfg.num_layers, cfg.d_model)
     new_cache = [] if cache is not None else None
+    layer = nn.remat(DecoderLayer) if self.remat else DecoderLayer
     for i in range(cfg.num_layers):
-      x, layer_cache = DecoderLayer(cfg.num_heads, cfg.d_ff, cfg.layer_norm_eps, self.dtype,
+      x, layer_cache = layer(cfg.num_heads, cfg.d_ff, cfg.layer_norm_eps, self.dtype,
                                     name=f"layer_{i}")(
                                         x, slots_BxNxLxD[:, :, i],
                                         None if cache is None else cache[i], position)

@@ -60,11 +60,13 @@ class Encoder(nn.Module):
     config: the `model.encoder` config.
     latent_size: C, the latent width.
     dtype: compute dtype; parameters stay float32.
+    remat: recompute each block's activations in the backward pass instead of storing them.
   """
 
   config: ml_collections.ConfigDict
   latent_size: int
   dtype: jnp.dtype = jnp.float32
+  remat: bool = False
 
   @nn.compact
   def __call__(self, tokens_NxT: jax.Array, *, hidden_only: bool = False) -> jax.Array:
@@ -80,8 +82,9 @@ class Encoder(nn.Module):
         jnp.zeros((n, t), jnp.int32))
     x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="embed_norm")(x)
     x = x.astype(self.dtype)
+    layer = nn.remat(EncoderLayer) if self.remat else EncoderLayer
     for i in range(cfg.num_layers):
-      x = EncoderLayer(cfg.num_heads, cfg.d_ff, cfg.layer_norm_eps, self.dtype,
+      x = layer(cfg.num_heads, cfg.d_ff, cfg.layer_norm_eps, self.dtype,
                        name=f"layer_{i}")(x, keep_NxT)
     if hidden_only:
       return x

@@ -34,6 +34,7 @@ from memreasoner_jax.models import temporal as temporal_lib
 
 Params = models.Params
 CONDITIONS = ("readouts", "facts", "both")
+REMAT = ("none", "blocks")
 
 
 class Reasoning(NamedTuple):
@@ -83,6 +84,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
          sub.d_model)
   need(cfg.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32, bfloat16 or float16",
        cfg.dtype)
+  need(cfg.remat in REMAT, "remat", f"one of {REMAT}", cfg.remat)
 
 
 def _check_batch(batch: dict[str, jax.Array]) -> None:
@@ -104,12 +106,13 @@ class MemReasoner:
     validate(config)
     self.config = config
     dtype = jnp.dtype(config.dtype)
-    self.encoder = encoder_lib.Encoder(config.encoder, config.latent_size, dtype)
+    remat = config.remat == "blocks"
+    self.encoder = encoder_lib.Encoder(config.encoder, config.latent_size, dtype, remat)
     self.temporal = temporal_lib.TemporalEncoder(config.temporal.kind, config.temporal.residual,
                                                  dtype)
     self.hops = hops_lib.HopOperator(config.hops.num_hops, config.hops.update_rule,
                                      config.memory.read_noise, config.memory.combine, dtype)
-    self.decoder = decoder_lib.Decoder(config.decoder, dtype)
+    self.decoder = decoder_lib.Decoder(config.decoder, dtype, remat)
     self.pinv = memory.resolve_pinv(config.memory.pinv)  # "auto" follows the platform
 
   @property
