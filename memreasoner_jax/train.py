@@ -90,6 +90,33 @@ def check_finite(pending: list[tuple[int, jax.Array]]) -> None:
       raise NonFiniteLossError(f"Non-finite loss {float(loss)} at step {step}; stopping")
 
 
+class StepProfiler:
+  """Traces `num_steps` steps after the first (compiling) one with jax.profiler.
+
+  The trace lands in `log_dir/plugins/profile/<run>/`, where TensorBoard's profile tab (the
+  tensorboard-plugin-profile / xprof package) finds it beside the scalars of the same log_dir.
+  """
+
+  def __init__(self, log_dir: str, num_steps: int):
+    self._log_dir, self._num_steps = log_dir, num_steps
+    self._stop_at: int | None = None  # the step that ends a running trace
+
+  def step_done(self, step: int, first_step: int, metrics: Any) -> None:
+    """Called after each step is dispatched; starts and stops the trace."""
+    if self._num_steps > 0 and step == first_step + 1:
+      jax.profiler.start_trace(self._log_dir)
+      self._stop_at = step + self._num_steps
+    elif step == self._stop_at:
+      jax.block_until_ready(metrics)  # the traced steps' device work ends inside the trace
+      self.stop()
+
+  def stop(self) -> None:
+    """Ends a running trace (a run shorter than the traced steps ends it here)."""
+    if self._stop_at is not None:
+      jax.profiler.stop_trace()
+      self._stop_at = None
+
+
 def count_tokens(local: dict[str, np.ndarray], pad_id: int) -> int:
   """Real (non-padding) line, query and answer tokens of one host batch."""
   return int(np.count_nonzero(local["context_BxExT"] != pad_id)
@@ -190,6 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   results: dict[str, float] = {}
   pending: list[tuple[int, jax.Array]] = []
   pad_id = batcher.encoder_tokenizer.pad_id
+  profiler = StepProfiler(os.path.join(workdir, "tensorboard"), cfg.training.profile_steps)
   try:
     while step < num_steps:
       local = next(train_iter)
@@ -202,6 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         meter.restart(step)
       else:
         meter.add_tokens(count_tokens(local, pad_id))
+      profiler.step_done(step, first_step, metrics)
       preempted = preemption.reached(step)
       log_now = step % cfg.training.log_every == 0 or step == num_steps
       save_now = step % cfg.training.checkpoint_every == 0 or step == num_steps or preempted
@@ -235,6 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     raise NonFiniteLossError(f"{e}. The last good checkpoint is step {ckpt.latest_step()} in "
                              f"{ckpt.directory}.") from None
   finally:
+    profiler.stop()
     preemption.close()
     train_iter.close()
     ckpt.close()

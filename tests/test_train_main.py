@@ -6,6 +6,8 @@ otherwise unchanged: no supporting-fact supervision. Measured alone: 63% held-ou
 supporting line 84% of the time without ever being told which it is.
 """
 
+import glob
+import os
 import re
 import subprocess
 import sys
@@ -13,8 +15,12 @@ import sys
 import pytest
 
 import memreasoner_jax
+from memreasoner_jax.configs import babi
 from memreasoner_jax import metric_writers
+from memreasoner_jax import train
 from tests import train_testing
+
+train_testing.use_compilation_cache()
 
 @pytest.mark.slow
 def test_readme_main_job_learns_qa1(tmp_path):
@@ -57,3 +63,18 @@ def test_long_option_trains_on_filler_and_evaluates_on_haystacks(tmp_path):
   config = memreasoner_jax.load(str(tmp_path)).config  # as the checkpoint recorded it
   assert config.data.train_filler_max == 30 and config.data.eval_length == "1k"
   assert config.model.memory.mode == "chunked"
+
+
+def test_profile_steps_write_a_trace_tensorboard_opens(tmp_path):
+  config = babi.get_config("qa1,tiny,runlocal")
+  config.training.num_steps = 3
+  config.training.profile_steps = 2
+  config.training.checkpoint_every = 100
+  config.data.eval_examples = 0
+  config.data.global_batch = 8
+  train.train_and_evaluate(config, str(tmp_path))
+  # TensorBoard's profile plugin reads <logdir>/plugins/profile/<run>/<host>.xplane.pb.
+  traces = glob.glob(os.path.join(tmp_path, "tensorboard", "plugins", "profile", "*",
+                                  "*.xplane.pb"))
+  assert len(traces) == 1 and os.path.getsize(traces[0]) > 0, traces
+  assert glob.glob(os.path.join(tmp_path, "tensorboard", "events.out.tfevents.*"))

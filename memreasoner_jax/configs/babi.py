@@ -131,6 +131,9 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   config.training.checkpoint_every = 200  # steps between checkpoints (and at the end)
   config.training.keep_checkpoints = 3  # most recent checkpoints kept on disk
   config.training.seed = 0  # parameter init and training noise: fold_in(seed, step)
+  # Steps traced by jax.profiler after the first (compiling) one, into workdir/tensorboard
+  # (TensorBoard's profile tab); 0 traces nothing.
+  config.training.profile_steps = 0
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1  # data-parallel axis size; -1 takes every device fsdp leaves
