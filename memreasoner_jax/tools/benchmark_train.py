@@ -7,7 +7,9 @@ on a fixed batch of generated qa1 stories. Model FLOPs are counted analytically 
 attention of the encoder over every line and the query, the decoder over the answer and the
 autoencoded lines, x3 for forward + backward); XLA's own count is printed beside it. MFU is
 model FLOPs per second over the device's peak, from a table of dense bf16/fp32 peaks or
---peak_tflops. Prints one table row and writes JSON.
+--peak_tflops, counted two ways: padded MFU over the padded shapes (the work the device does)
+and useful MFU over the real tokens only (non-padding line, query and decoder-target tokens),
+with the padding fraction beside them. Prints one table row and writes JSON.
 """
 
 import json
@@ -42,29 +44,63 @@ PEAK_TFLOPS = {"H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.
                "TPU v5p": (459.0, 459.0 / 4), "TPU v6": (918.0, 918.0 / 4)}
 
 
-def transformer_flops(layers: int, d: int, ff: int, seq: int, num_seqs: int,
-                      prefix: int = 0, vocab: int = 0) -> float:
-  """Forward FLOPs of `num_seqs` sequences: projections, MLP, attention (+ prefix slots), head."""
-  per_token = layers * (2 * 4 * d * d + 2 * 2 * d * ff + 2 * 2 * (seq + prefix) * d)
-  return float(num_seqs * seq * (per_token + 2 * d * vocab))
+def transformer_flops(layers: int, d: int, ff: int, lengths_N: np.ndarray, prefix: int = 0,
+                      vocab: int = 0) -> float:
+  """Forward FLOPs of sequences of the given lengths: projections, MLP, attention (+ prefix
+  slots), head."""
+  n = np.asarray(lengths_N, np.float64)
+  per_token = layers * (2 * 4 * d * d + 2 * 2 * d * ff) + 2 * d * vocab
+  attention = layers * 2 * 2 * d * n * (n + prefix)
+  return float(np.sum(n * per_token + attention))
 
 
-def train_step_flops(cfg: ml_collections.ConfigDict, batch: dict[str, np.ndarray]) -> float:
-  """Model FLOPs of one train step on `batch` (padded shapes: the work the device does)."""
+def sequence_lengths(cfg: ml_collections.ConfigDict, batch: dict[str, np.ndarray],
+                     pad_id: int | None) -> dict[str, np.ndarray]:
+  """Tokens per sequence of each part of a train step: padded (pad_id None) or real.
+
+  Parts: encoder lines and queries, decoder answer targets (answer_BxA[:, 1:]) and
+  autoencoded line targets. The autoencoder decodes min(ae_lines, real lines) random real
+  lines per example twice (from the latent and from the read); their real length is counted
+  as the example's mean real line length.
+  """
+  context_BxExT, query_BxQ = batch["context_BxExT"], batch["query_BxQ"]
+  b, e, t = context_BxExT.shape
+  ae_lines = min(cfg.loss.ae_lines, e)
+  if pad_id is None:
+    full = lambda n, length: np.full(n, length)
+    return {"lines": full(b * e, t), "query": full(b, query_BxQ.shape[1]),
+            "answer": full(b, batch["answer_BxA"].shape[1] - 1),
+            "ae": full(2 * b * ae_lines, t - 1)}
+  line_len_BxE = np.count_nonzero(context_BxExT != pad_id, axis=-1)
+  real_lines_B = np.count_nonzero(line_len_BxE, axis=1)
+  mean_target_B = np.maximum(line_len_BxE.sum(axis=1) / np.maximum(real_lines_B, 1) - 1, 0)
+  return {"lines": line_len_BxE.reshape(-1), "query": np.count_nonzero(query_BxQ != pad_id, 1),
+          "answer": np.count_nonzero(batch["answer_BxA"][:, 1:] != pad_id, axis=1),
+          "ae": np.repeat(mean_target_B, 2 * np.minimum(real_lines_B, ae_lines))}
+
+
+def train_step_flops(cfg: ml_collections.ConfigDict, batch: dict[str, np.ndarray],
+                     pad_id: int | None = None) -> float:
+  """Model FLOPs of one train step on `batch`: padded shapes (pad_id None) or real tokens."""
   m = cfg.model
-  b, e, t = batch["context_BxExT"].shape
-  q, a = batch["query_BxQ"].shape[1], batch["answer_BxA"].shape[1]
+  lengths = sequence_lengths(cfg, batch, pad_id)
   enc, dec = m.encoder, m.decoder
-  encoder = (transformer_flops(enc.num_layers, enc.d_model, enc.d_ff, t, b * e)
-             + transformer_flops(enc.num_layers, enc.d_model, enc.d_ff, q, b)
-             + 2.0 * (b * e + b) * enc.d_model * m.latent_size)
-  ae_seqs = 2 * b * min(cfg.loss.ae_lines, e)  # lines decoded from their latent and its read
+  num_latents = len(lengths["lines"]) + len(lengths["query"])
+  encoder = (transformer_flops(enc.num_layers, enc.d_model, enc.d_ff, lengths["lines"])
+             + transformer_flops(enc.num_layers, enc.d_model, enc.d_ff, lengths["query"])
+             + 2.0 * num_latents * enc.d_model * m.latent_size)
   prefix = m.hops.num_hops * (2 if m.decoder.condition == "both" else 1)
-  decoder = (transformer_flops(dec.num_layers, dec.d_model, dec.d_ff, a - 1, b, prefix,
+  decoder = (transformer_flops(dec.num_layers, dec.d_model, dec.d_ff, lengths["answer"], prefix,
                                dec.vocab_size)
-             + transformer_flops(dec.num_layers, dec.d_model, dec.d_ff, t - 1, ae_seqs, 1,
+             + transformer_flops(dec.num_layers, dec.d_model, dec.d_ff, lengths["ae"], 1,
                                  dec.vocab_size))
   return 3.0 * (encoder + decoder)
+
+
+def step_tokens(cfg: ml_collections.ConfigDict, batch: dict[str, np.ndarray],
+                pad_id: int | None = None) -> float:
+  """Tokens one train step processes: padded (pad_id None) or real (non-padding)."""
+  return float(sum(np.sum(n) for n in sequence_lengths(cfg, batch, pad_id).values()))
 
 
 def peak_tflops(device: jax.Device, dtype: str) -> float | None:
@@ -113,12 +149,15 @@ def main(argv):
   device = jax.local_devices()[0]
   stats = device.memory_stats() or {}
   peak_bytes = stats.get("peak_bytes_in_use")
-  flops = train_step_flops(cfg, local)
+  pad_id = batcher.encoder_tokenizer.pad_id
+  flops, useful_flops = train_step_flops(cfg, local), train_step_flops(cfg, local, pad_id)
+  padded_tokens, useful_tokens = step_tokens(cfg, local), step_tokens(cfg, local, pad_id)
   cost = compiled.cost_analysis()
   # The compiled module is one device's program: its count is that device's share of the batch.
   xla_flops = (cost[0] if isinstance(cost, list) else cost or {}).get("flops")
   peak = peak_tflops(device, cfg.model.dtype)
-  tokens = train.count_tokens(local, batcher.encoder_tokenizer.pad_id)
+  tokens = train.count_tokens(local, pad_id)
+  mfu = lambda f: None if peak is None else f / step_s / (peak * 1e12 * mesh.devices.size)
   result = {
       "preset": _PRESET.value, "task": _TASK.value, "device": device.device_kind,
       "num_devices": mesh.devices.size, "dtype": cfg.model.dtype,
@@ -126,20 +165,28 @@ def main(argv):
       "compile_s": compile_s, "step_s": step_s,
       "examples_per_s": cfg.data.global_batch / step_s, "tokens_per_s": tokens / step_s,
       "model_tflops_per_step": flops / 1e12,
+      "useful_model_tflops_per_step": useful_flops / 1e12,
       "xla_tflops_per_step": (None if xla_flops is None
                               else float(xla_flops) * mesh.devices.size / 1e12),
       "peak_memory_gib": None if peak_bytes is None else peak_bytes / 2**30,
       "host_max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
       "peak_tflops_per_device": peak,
-      "mfu": None if peak is None else flops / step_s / (peak * 1e12 * mesh.devices.size),
+      "padded_mfu": mfu(flops), "useful_mfu": mfu(useful_flops),
+      "padded_tokens_per_step": padded_tokens, "useful_tokens_per_step": useful_tokens,
+      # Share of the processed tokens that are padding, and padded tokens per real one.
+      "padding_fraction": 1.0 - useful_tokens / padded_tokens,
+      "padded_tokens_per_useful_token": padded_tokens / useful_tokens,
       "loss": float(metrics["loss"]),
   }
-  print("| preset | device | batch | compile s | step ms | examples/s | tokens/s | peak GiB | MFU |")
+  print("| preset | device | batch | compile s | step ms | examples/s | tokens/s | peak GiB | "
+        "padding | padded MFU | useful MFU |")
   mem = result["peak_memory_gib"] if peak_bytes is not None else result["host_max_rss_gib"]
-  mfu = "n/a" if result["mfu"] is None else f"{100 * result['mfu']:.1f}%"
+  pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"
   print(f"| {_PRESET.value} | {device.device_kind} x{mesh.devices.size} | "
         f"{cfg.data.global_batch} | {compile_s:.1f} | {1000 * step_s:.1f} | "
-        f"{result['examples_per_s']:.1f} | {result['tokens_per_s']:.0f} | {mem:.2f} | {mfu} |")
+        f"{result['examples_per_s']:.1f} | {result['tokens_per_s']:.0f} | {mem:.2f} | "
+        f"{pct(result['padding_fraction'])} | {pct(result['padded_mfu'])} | "
+        f"{pct(result['useful_mfu'])} |")
   if _OUT.value:
     with open(_OUT.value, "w", encoding="utf-8") as f:
       json.dump(result, f, indent=2)
