@@ -263,3 +263,25 @@ def test_read_noise_kl_follows_its_cyclic_schedule_and_trains_the_noise_scale():
   assert bool(jnp.any(noise_grad != 0)) and bool(jnp.all(jnp.isfinite(noise_grad)))
   # Without an rng (evaluation) no noise is drawn and the KL is not counted.
   assert float(losses.loss_fn(model, params, batch, None, 50, cfg)[1]["kl"]) == 0.0
+
+
+def test_straight_through_facts_train_the_read_without_supervision():
+  # No example is supervised and the decoder reads each hop's argmax line: only the
+  # straight-through gradient lets the answer loss reach the hop operator (its query update
+  # shapes hop 2's read).
+  batch = toy_batches.qa1_batch(4, seed=2, lines=5, pad_lines=3, supervised=0.0)
+  cfg = losses.loss_config()
+  results = {}
+  for rule in model_lib.FACT_GRADIENTS:
+    model = model_lib.MemReasoner(_config(**{"decoder.condition": "facts", "hops.num_hops": 2,
+                                             "decoder.fact_gradient": rule}))
+    params = model.init(jax.random.PRNGKey(0), batch)
+    loss, grads = jax.jit(jax.value_and_grad(
+        lambda p: losses.loss_fn(model, p, batch, None, 0, cfg)[0]))(params)
+    chex.assert_tree_all_finite(grads)
+    hop_grad = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads["hops"]))
+    results[rule] = (float(loss), hop_grad)
+  # The forward pass is the argmax line either way; only the gradient differs.
+  np.testing.assert_allclose(results["none"][0], results["straight_through"][0], rtol=1e-5)
+  assert results["none"][1] == 0.0
+  assert results["straight_through"][1] > 1e-6

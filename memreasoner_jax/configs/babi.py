@@ -102,6 +102,9 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   # Training stories get 0..train_filler_max filler sentences at random gaps, from a text the
   # evaluation filler never uses (0: clean stories, as the paper trains).
   config.data.train_filler_max = 0
+  # Where that filler comes from (a distractor spec: builtin:train, a book file or folder...);
+  # the built-in generator's training half shares no text with evaluation's builtin:test.
+  config.data.train_filler = "builtin:train"
   config.data.eval_length = "0k"  # held-out haystack length: 0k (clean) or 1k..128k tokens
   # Tokenizer of lines and questions: "byte", or a Hugging Face tokenizer file or directory
   # (set from model.encoder.init_from when starting from a pretrained encoder).

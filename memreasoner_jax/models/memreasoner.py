@@ -34,6 +34,7 @@ from memreasoner_jax.models import temporal as temporal_lib
 
 Params = models.Params
 CONDITIONS = ("readouts", "facts", "both")
+FACT_GRADIENTS = ("none", "straight_through")
 
 
 class Reasoning(NamedTuple):
@@ -74,6 +75,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
        "even for the BiGRU (C/2 units per direction)", cfg.latent_size)
   need(cfg.decoder.condition in CONDITIONS, "decoder.condition", f"one of {CONDITIONS}",
        cfg.decoder.condition)
+  need(cfg.decoder.fact_gradient in FACT_GRADIENTS, "decoder.fact_gradient",
+       f"one of {FACT_GRADIENTS}", cfg.decoder.fact_gradient)
   need(cfg.encoder.pooling in ("first", "mean"), "encoder.pooling", "first or mean",
        cfg.encoder.pooling)
   need(cfg.encoder.encode_chunk >= 1, "encoder.encode_chunk", ">= 1", cfg.encoder.encode_chunk)
@@ -188,13 +191,24 @@ class MemReasoner:
         rng=write_rng, pinv=cfg.memory.pinv)
     readouts_BxHxC, sims_BxHxE, kl_B = self.hops.apply(
         {"params": params["hops"]}, query_BxC, mem, zt_BxExC, mask_BxE, read_rng)
-    facts_BxHxC = jnp.take_along_axis(
-        zt_BxExC, jnp.argmax(sims_BxHxE, axis=-1)[..., None], axis=1).astype(jnp.float32)
+    facts_BxHxC = self._select_facts(zt_BxExC, sims_BxHxE, mask_BxE)
     cond_BxNxC = {"readouts": readouts_BxHxC, "facts": facts_BxHxC,
                   "both": jnp.concatenate([readouts_BxHxC, facts_BxHxC], axis=1)}[
                       cfg.decoder.condition]
     return Reasoning(z_BxExC, zt_BxExC, query_BxC, mem, readouts_BxHxC, sims_BxHxE, kl_B,
                      cond_BxNxC)
+
+  def _select_facts(self, zt_BxExC: jax.Array, sims_BxHxE: jax.Array,
+                    mask_BxE: jax.Array) -> jax.Array:
+    """Each hop's most similar line's latent (facts_BxHxC), with the configured gradient."""
+    pick_BxHxE = jax.nn.one_hot(jnp.argmax(sims_BxHxE, axis=-1), sims_BxHxE.shape[-1])
+    if self.config.decoder.fact_gradient == "straight_through":
+      soft_BxHxE = jax.nn.softmax(sims_BxHxE / self.config.decoder.fact_temperature, axis=-1,
+                                  where=mask_BxE[:, None, :])
+      soft_BxHxE = jnp.where(mask_BxE[:, None, :], soft_BxHxE, 0.0)
+      pick_BxHxE = pick_BxHxE + soft_BxHxE - jax.lax.stop_gradient(soft_BxHxE)
+    return jnp.einsum("bhe,bec->bhc", pick_BxHxE, zt_BxExC,
+                      precision=jax.lax.Precision.HIGHEST)
 
   def decode(self, params: Params, tokens_BxT: jax.Array, cond_BxNxC: jax.Array) -> jax.Array:
     """Teacher-forced next-token logits_BxTxV."""

@@ -76,5 +76,11 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   cfg.decoder.max_len = dec_p  # position table size: the longest prompt + answer in tokens
   cfg.decoder.layer_norm_eps = 1e-5  # GPT-2's epsilon
   cfg.decoder.condition = "readouts"  # readouts, facts (each hop's nearest line) or both
+  # How the answer loss reaches the read when the decoder gets the facts: "none" (the argmax
+  # passes no gradient; the read learns only from supporting-fact supervision) or
+  # "straight_through" (forward the argmax line, backward a softmax over lines at
+  # fact_temperature, so unsupervised examples train the read too).
+  cfg.decoder.fact_gradient = "none"
+  cfg.decoder.fact_temperature = 0.1
   cfg.decoder.init_from = ""  # a Hugging Face GPT-2-family directory to start from ("" = random)
   return cfg
