@@ -126,17 +126,19 @@ class Checkpointer:
     """(state, data_state, step) from the latest readable checkpoint, or None if there is none.
 
     `abstract_state` gives shapes, dtypes and shardings (the target mesh). A checkpoint of another
-    model is an error; an unreadable (corrupt or partial) one is skipped for the one before it,
-    with a warning saying so.
+    model is an error; an unreadable (corrupt or partial) one, its metadata included, is skipped
+    for the one before it, with a warning saying so.
     """
     steps = self.all_steps()
     if not steps:
       return None
-    self.check_compatible(steps[-1], metadata)
     for step in reversed(steps):
       try:
+        self.check_compatible(step, metadata)
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      except IncompatibleCheckpointError:
+        raise
       except Exception as e:  # pylint: disable=broad-except  (any unreadable step falls back)
         logging.warning("Checkpoint %s/%d is unreadable (%s: %s); trying the one before it",
                         self.directory, step, type(e).__name__, e)

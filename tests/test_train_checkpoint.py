@@ -118,3 +118,30 @@ def test_checkpoint_of_another_model_is_refused_naming_the_difference(tmp_path):
 def test_indivisible_global_batch_is_refused_before_any_work(tmp_path):
   with pytest.raises(ValueError, match="data.global_batch=12 does not divide over the 8 devices"):
     train.train_and_evaluate(_config(**{"data.global_batch": 12}), str(tmp_path))
+
+
+def _save_steps(workdir, steps, metadata):
+  """Checkpoints of a one-number state (its value is the step) at each of `steps`."""
+  ckpt = checkpointing.Checkpointer(workdir, keep=len(steps))
+  for step in steps:
+    ckpt.save(step, {"step": jnp.array(step, jnp.int32)}, _config(), metadata, {"at": step})
+  ckpt.close()
+
+
+def _restore_steps(workdir, metadata):
+  abstract = {"step": jax.ShapeDtypeStruct((), jnp.int32,
+                                           sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))}
+  ckpt = checkpointing.Checkpointer(workdir, keep=3)
+  try:
+    return ckpt.restore(abstract, metadata)
+  finally:
+    ckpt.close()
+
+
+def test_newest_step_with_unreadable_metadata_falls_back_to_the_one_before(tmp_path, caplog):
+  metadata = {"format": checkpointing.FORMAT_VERSION, "model": {"latent_size": 64}}
+  _save_steps(str(tmp_path), [1, 2], metadata)
+  (tmp_path / "checkpoints" / "2" / "metadata" / "metadata").write_text("{not json")
+  state, data, step = _restore_steps(str(tmp_path), metadata)
+  assert (int(state["step"]), data, step) == (1, {"at": 1}, 1)
+  assert "Checkpoint " + str(tmp_path / "checkpoints") + "/2 is unreadable" in caplog.text
