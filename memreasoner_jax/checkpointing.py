@@ -3,7 +3,7 @@
 Each step directory `checkpoints/<step>/` holds four items:
   state     the TrainState (step, params, opt_state) as sharded arrays (OCDBT/Zarr)
   config    the whole run config as JSON
-  metadata  what the model is: model config, parameter shapes, tokenizer (JSON)
+  metadata  what the model is: model config, parameter shapes, tokenizers (JSON)
   data      the training iterator's position (JSON), so a resumed run reads the same batches
 
 Saves are asynchronous: the arrays are copied off the devices and written in the background while
@@ -25,6 +25,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from memreasoner_jax.data import tokenizers as tokenizers_lib
+
 ITEMS = ("state", "config", "metadata", "data")
 FORMAT_VERSION = 1
 
@@ -44,9 +46,8 @@ class UnreadableCheckpointError(ValueError):
   """No step of a checkpoint could be read (files missing or corrupt)."""
 
 
-def model_metadata(config: ml_collections.ConfigDict, abstract_params: Any,
-                   tokenizers: dict[str, str]) -> dict[str, Any]:
-  """What a checkpoint must agree on to be restored into this model (JSON-able)."""
+def _model_fields(config: ml_collections.ConfigDict, abstract_params: Any) -> dict[str, Any]:
+  """The metadata a config and its parameter shapes determine (JSON-able)."""
   shapes = {jax.tree_util.keystr(path): [list(leaf.shape), str(leaf.dtype)]
             for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_params)[0]}
   return json.loads(json.dumps({
@@ -54,8 +55,19 @@ def model_metadata(config: ml_collections.ConfigDict, abstract_params: Any,
       "model": config.model.to_dict(),
       "param_shapes": shapes,
       "num_params": int(sum(np.prod(s) for s, _ in shapes.values())),
-      "tokenizers": tokenizers,  # {"encoder": spec, "decoder": spec} for tokenizers.from_spec
   }))
+
+
+def model_metadata(config: ml_collections.ConfigDict, abstract_params: Any,
+                   tokenizers: dict[str, tokenizers_lib.Tokenizer]) -> dict[str, Any]:
+  """What a checkpoint must agree on to be restored into this model (JSON-able).
+
+  `tokenizers` are the encoder's and decoder's; their specs (paths) are kept for information,
+  their digests for the comparison.
+  """
+  return {**_model_fields(config, abstract_params),
+          "tokenizers": {part: tok.spec for part, tok in tokenizers.items()},
+          "tokenizer_digests": {part: tok.digest for part, tok in tokenizers.items()}}
 
 
 def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
@@ -68,12 +80,20 @@ def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
 
 
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-  """Human-readable `key: checkpoint X, config Y` lines for every field that differs."""
+  """Human-readable `key: checkpoint X, config Y` lines for every field that differs.
+
+  Paths say where files were, not what the model is: tokenizers are compared by digest
+  (checkpoints older than digests by spec) and the init_from directories, read only to
+  initialise, not at all. So a workdir or tokenizer moved to another mount still resumes.
+  """
+  tokenizers_key = "tokenizer_digests" if "tokenizer_digests" in saved else "tokenizers"
   lines = []
-  for section in ("format", "tokenizers", "model", "param_shapes"):
+  for section in ("format", tokenizers_key, "model", "param_shapes"):
     prefix = "" if section == "param_shapes" else section
     old, new = _flatten(saved.get(section), prefix), _flatten(current.get(section), prefix)
     for key in sorted(set(old) | set(new)):
+      if key.endswith(".init_from"):
+        continue
       if old.get(key, "<absent>") != new.get(key, "<absent>"):
         name = f"param {key}" if section == "param_shapes" else key
         lines.append(f"{name}: checkpoint {old.get(key, '<absent>')!r}, "
@@ -232,7 +252,7 @@ def _restore_step(manager: ocp.CheckpointManager, step: int,
   config = ml_collections.ConfigDict(saved.config)
   config.lock()
   target = abstract_params(config)
-  diff = differences(saved.metadata, model_metadata(config, target, saved.metadata["tokenizers"]))
+  diff = differences(saved.metadata, {**saved.metadata, **_model_fields(config, target)})
   if diff:
     raise IncompatibleCheckpointError(
         f"Checkpoint step {step} in {manager.directory} does not match the model its own config "

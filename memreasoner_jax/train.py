@@ -141,7 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state_sharding = sharding_lib.state_shardings(abstract_state, mesh, cfg.mesh.fsdp_min_size)
   metadata = checkpointing.model_metadata(
       cfg, abstract_state.params,
-      {"encoder": batcher.encoder_tokenizer.spec, "decoder": batcher.decoder_tokenizer.spec})
+      {"encoder": batcher.encoder_tokenizer, "decoder": batcher.decoder_tokenizer})
   logging.info("Model: %s parameters", f"{metadata['num_params']:,}")
   ckpt = checkpointing.Checkpointer(workdir, cfg.training.keep_checkpoints)
   restored = ckpt.restore(jax.tree.map(

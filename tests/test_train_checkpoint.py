@@ -1,6 +1,7 @@
 """Checkpoints: SIGTERM and resume reproduce an uninterrupted run; bad states and bad workdirs."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from memreasoner_jax.configs import babi
 from memreasoner_jax import checkpointing
+from memreasoner_jax.data import tokenizers
 from memreasoner_jax import metric_writers
 from memreasoner_jax.models import losses
 from memreasoner_jax.models import memreasoner as model_lib
@@ -24,6 +26,7 @@ from tests import train_testing
 train_testing.use_compilation_cache()
 
 ARG = "qa1,tiny,runlocal"
+BYTE = tokenizers.ByteTokenizer()
 # A short run with no evaluation (it has its own tests); every step logged.
 OVERRIDES = {"training.num_steps": 10, "training.log_every": 1, "training.checkpoint_every": 100,
              "data.eval_examples": 0, "data.global_batch": 8}
@@ -105,7 +108,7 @@ def test_checkpoint_of_another_model_is_refused_naming_the_difference(tmp_path):
   abstract = jax.eval_shape(model.init, jax.random.key(0), toy_batches.qa1_batch(2))
   ckpt = checkpointing.Checkpointer(str(tmp_path), keep=1)
   ckpt.save(1, {"step": jnp.ones((), jnp.int32)}, other,
-            checkpointing.model_metadata(other, abstract, {"encoder": "byte", "decoder": "byte"}), {})
+            checkpointing.model_metadata(other, abstract, {"encoder": BYTE, "decoder": BYTE}), {})
   ckpt.close()
   with pytest.raises(checkpointing.IncompatibleCheckpointError) as error:
     train.train_and_evaluate(_config(), str(tmp_path))
@@ -145,3 +148,34 @@ def test_newest_step_with_unreadable_metadata_falls_back_to_the_one_before(tmp_p
   state, data, step = _restore_steps(str(tmp_path), metadata)
   assert (int(state["step"]), data, step) == (1, {"at": 1}, 1)
   assert "Checkpoint " + str(tmp_path / "checkpoints") + "/2 is unreadable" in caplog.text
+
+
+def _write_tokenizer(directory, words):
+  """A word-level tokenizer.json with BERT's special tokens ([PAD] is id 0)."""
+  hf = pytest.importorskip("tokenizers")
+  vocab = {w: i for i, w in enumerate(["[PAD]", "[CLS]", "[SEP]", "[UNK]", *words])}
+  os.makedirs(directory, exist_ok=True)
+  hf.Tokenizer(hf.models.WordLevel(vocab, unk_token="[UNK]")).save(
+      os.path.join(directory, "tokenizer.json"))
+  return str(directory)
+
+
+def _metadata_under(root):
+  """What a run keeps in metadata with its pretrained encoder and tokenizer under `root`."""
+  config = _config()
+  config.model.encoder.init_from = str(root / "bert")
+  abstract = {"w": jax.ShapeDtypeStruct((2,), jnp.float32)}
+  tok = tokenizers.from_spec(str(root / "bert"))
+  return checkpointing.model_metadata(config, abstract, {"encoder": tok, "decoder": tok})
+
+
+def test_a_moved_workdir_resumes_and_only_a_changed_tokenizer_is_refused(tmp_path):
+  old, new = tmp_path / "mount_a" / "run", tmp_path / "mount_b" / "run"
+  _write_tokenizer(old / "bert", ["mary", "went"])
+  _save_steps(str(old), [1], _metadata_under(old))
+  shutil.move(old, new)  # the workdir, its tokenizer and init_from directory seen from elsewhere
+  _, _, step = _restore_steps(str(new), _metadata_under(new))
+  assert step == 1
+  _write_tokenizer(new / "bert", ["mary", "ran"])  # same path and size, other vocabulary
+  with pytest.raises(checkpointing.IncompatibleCheckpointError, match="tokenizer"):
+    _restore_steps(str(new), _metadata_under(new))
