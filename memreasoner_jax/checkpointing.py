@@ -1,4 +1,5 @@
-"""Orbax checkpoints in `workdir/checkpoints`: save, resume, refuse what does not fit, preemption.
+"""Orbax checkpoints in `workdir/checkpoints`: save, resume, refuse what does not fit, preemption,
+and the workdir lock that keeps a second run off the same workdir.
 
 Each step directory `checkpoints/<step>/` holds four items:
   state     the TrainState (step, params, opt_state) as sharded arrays (OCDBT/Zarr)
@@ -16,6 +17,7 @@ import json
 import logging as python_logging
 import os
 import signal
+import socket
 from typing import Any, NamedTuple
 
 from absl import logging
@@ -29,6 +31,7 @@ from memreasoner_jax.data import tokenizers as tokenizers_lib
 
 ITEMS = ("state", "config", "metadata", "data")
 FORMAT_VERSION = 1
+LOCK_FILE = "run.lock"  # in the workdir while a run trains there: {"host": ..., "pid": ...}
 
 
 def quiet_orbax_logs() -> None:
@@ -174,6 +177,91 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+class WorkdirLockedError(RuntimeError):
+  """Another run holds the workdir."""
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)  # signal 0 only checks that the process exists
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's process
+    return True
+  return True
+
+
+class WorkdirLock:
+  """One training run per workdir: process 0 holds `workdir/run.lock` (its host and pid).
+
+  A second run on the same workdir stops at once naming the holder. A lock left by a process
+  that died on this host is taken over with a warning; a lock from another host cannot be
+  checked from here, so the error says to delete it once that run is gone. Every process of a
+  multi-host run stops together.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._held = False
+
+  def __enter__(self) -> "WorkdirLock":
+    error = ""
+    if jax.process_index() == 0:
+      try:
+        self._acquire()
+      except WorkdirLockedError as e:
+        error = str(e)
+    if jax.process_count() > 1 and multihost_utils.broadcast_one_to_all(np.int32(bool(error))):
+      error = error or f"process 0 could not take the workdir lock {self.path}"
+    if error:
+      raise WorkdirLockedError(error)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    if self._held:
+      os.remove(self.path)
+      self._held = False
+
+  def _acquire(self) -> None:
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):  # a second try after taking over a stale lock
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        holder = self._holder()
+        if holder.get("host") != me["host"] or _alive(holder["pid"]):
+          break
+        logging.warning("Taking over the workdir lock %s of process %d on %s, which is no longer "
+                        "running", self.path, holder["pid"], holder["host"])
+        try:
+          os.remove(self.path)
+        except FileNotFoundError:
+          pass
+        continue
+      with os.fdopen(fd, "w") as f:
+        json.dump(me, f)
+      self._held = True
+      return
+    raise WorkdirLockedError(
+        f"Another run is using this workdir: {self.path} is held by "
+        f"{self._describe(self._holder())}. Use another --workdir, or wait for that run to end "
+        "(if it is gone, delete the lock file).")
+
+  def _holder(self) -> dict[str, Any]:
+    try:
+      with open(self.path, encoding="utf-8") as f:
+        holder = json.load(f)
+      return holder if isinstance(holder.get("pid"), int) else {}
+    except (OSError, ValueError, AttributeError):
+      return {}  # being written, gone, or not ours: treated as held by an unknown process
+
+  @staticmethod
+  def _describe(holder: dict[str, Any]) -> str:
+    if not holder:
+      return "an unknown process (the lock file is unreadable)"
+    return f"the run of host {holder['host']}, pid {holder['pid']}"
 
 
 class RestoredParams(NamedTuple):

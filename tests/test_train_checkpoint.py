@@ -1,8 +1,10 @@
 """Checkpoints: SIGTERM and resume reproduce an uninterrupted run; bad states and bad workdirs."""
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -179,3 +181,35 @@ def test_a_moved_workdir_resumes_and_only_a_changed_tokenizer_is_refused(tmp_pat
   _write_tokenizer(new / "bert", ["mary", "ran"])  # same path and size, other vocabulary
   with pytest.raises(checkpointing.IncompatibleCheckpointError, match="tokenizer"):
     _restore_steps(str(new), _metadata_under(new))
+
+
+def _write_lock(workdir, pid):
+  (workdir / checkpointing.LOCK_FILE).write_text(
+      json.dumps({"host": socket.gethostname(), "pid": pid}))
+
+
+def test_a_second_run_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_path):
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+  try:
+    _write_lock(tmp_path, holder.pid)
+    with pytest.raises(checkpointing.WorkdirLockedError,
+                       match=rf"host {socket.gethostname()}, pid {holder.pid}"):
+      train.train_and_evaluate(_config(), str(tmp_path))
+  finally:
+    holder.kill()
+    holder.wait()
+  assert os.listdir(tmp_path) == [checkpointing.LOCK_FILE]  # no checkpoints, no metrics
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over_and_released(tmp_path, caplog):
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  _write_lock(tmp_path, dead.pid)
+  lock_file = tmp_path / checkpointing.LOCK_FILE
+  with checkpointing.WorkdirLock(str(tmp_path)):
+    assert json.loads(lock_file.read_text()) == {"host": socket.gethostname(), "pid": os.getpid()}
+    with pytest.raises(checkpointing.WorkdirLockedError, match=f"pid {os.getpid()}"):
+      with checkpointing.WorkdirLock(str(tmp_path)):  # held, even against its own process
+        pass
+  assert f"Taking over the workdir lock {lock_file} of process {dead.pid}" in caplog.text
+  assert not lock_file.exists()
