@@ -1,9 +1,10 @@
-"""Orbax checkpoints in `workdir/checkpoints`: save, resume, refuse what does not fit, preemption.
+"""Orbax checkpoints in `workdir/checkpoints`: save, resume, refuse what does not fit, preemption,
+and the workdir lock that keeps a second run off the same workdir.
 
 Each step directory `checkpoints/<step>/` holds four items:
   state     the TrainState (step, params, opt_state) as sharded arrays (OCDBT/Zarr)
   config    the whole run config as JSON
-  metadata  what the model is: model config, parameter shapes, tokenizer (JSON)
+  metadata  what the model is: model config, parameter shapes, tokenizers (JSON)
   data      the training iterator's position (JSON), so a resumed run reads the same batches
 
 Saves are asynchronous: the arrays are copied off the devices and written in the background while
@@ -16,6 +17,7 @@ import json
 import logging as python_logging
 import os
 import signal
+import socket
 from typing import Any, NamedTuple
 
 from absl import logging
@@ -25,8 +27,11 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from memreasoner_jax.data import tokenizers as tokenizers_lib
+
 ITEMS = ("state", "config", "metadata", "data")
 FORMAT_VERSION = 1
+LOCK_FILE = "run.lock"  # in the workdir while a run trains there: {"host": ..., "pid": ...}
 
 
 def quiet_orbax_logs() -> None:
@@ -44,9 +49,8 @@ class UnreadableCheckpointError(ValueError):
   """No step of a checkpoint could be read (files missing or corrupt)."""
 
 
-def model_metadata(config: ml_collections.ConfigDict, abstract_params: Any,
-                   tokenizers: dict[str, str]) -> dict[str, Any]:
-  """What a checkpoint must agree on to be restored into this model (JSON-able)."""
+def _model_fields(config: ml_collections.ConfigDict, abstract_params: Any) -> dict[str, Any]:
+  """The metadata a config and its parameter shapes determine (JSON-able)."""
   shapes = {jax.tree_util.keystr(path): [list(leaf.shape), str(leaf.dtype)]
             for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_params)[0]}
   return json.loads(json.dumps({
@@ -54,8 +58,19 @@ def model_metadata(config: ml_collections.ConfigDict, abstract_params: Any,
       "model": config.model.to_dict(),
       "param_shapes": shapes,
       "num_params": int(sum(np.prod(s) for s, _ in shapes.values())),
-      "tokenizers": tokenizers,  # {"encoder": spec, "decoder": spec} for tokenizers.from_spec
   }))
+
+
+def model_metadata(config: ml_collections.ConfigDict, abstract_params: Any,
+                   tokenizers: dict[str, tokenizers_lib.Tokenizer]) -> dict[str, Any]:
+  """What a checkpoint must agree on to be restored into this model (JSON-able).
+
+  `tokenizers` are the encoder's and decoder's; their specs (paths) are kept for information,
+  their digests for the comparison.
+  """
+  return {**_model_fields(config, abstract_params),
+          "tokenizers": {part: tok.spec for part, tok in tokenizers.items()},
+          "tokenizer_digests": {part: tok.digest for part, tok in tokenizers.items()}}
 
 
 def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
@@ -68,12 +83,20 @@ def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
 
 
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-  """Human-readable `key: checkpoint X, config Y` lines for every field that differs."""
+  """Human-readable `key: checkpoint X, config Y` lines for every field that differs.
+
+  Paths say where files were, not what the model is: tokenizers are compared by digest
+  (checkpoints older than digests by spec) and the init_from directories, read only to
+  initialise, not at all. So a workdir or tokenizer moved to another mount still resumes.
+  """
+  tokenizers_key = "tokenizer_digests" if "tokenizer_digests" in saved else "tokenizers"
   lines = []
-  for section in ("format", "tokenizers", "model", "param_shapes"):
+  for section in ("format", tokenizers_key, "model", "param_shapes"):
     prefix = "" if section == "param_shapes" else section
     old, new = _flatten(saved.get(section), prefix), _flatten(current.get(section), prefix)
     for key in sorted(set(old) | set(new)):
+      if key.endswith(".init_from"):
+        continue
       if old.get(key, "<absent>") != new.get(key, "<absent>"):
         name = f"param {key}" if section == "param_shapes" else key
         lines.append(f"{name}: checkpoint {old.get(key, '<absent>')!r}, "
@@ -126,17 +149,19 @@ class Checkpointer:
     """(state, data_state, step) from the latest readable checkpoint, or None if there is none.
 
     `abstract_state` gives shapes, dtypes and shardings (the target mesh). A checkpoint of another
-    model is an error; an unreadable (corrupt or partial) one is skipped for the one before it,
-    with a warning saying so.
+    model is an error; an unreadable (corrupt or partial) one, its metadata included, is skipped
+    for the one before it, with a warning saying so.
     """
     steps = self.all_steps()
     if not steps:
       return None
-    self.check_compatible(steps[-1], metadata)
     for step in reversed(steps):
       try:
+        self.check_compatible(step, metadata)
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      except IncompatibleCheckpointError:
+        raise
       except Exception as e:  # pylint: disable=broad-except  (any unreadable step falls back)
         logging.warning("Checkpoint %s/%d is unreadable (%s: %s); trying the one before it",
                         self.directory, step, type(e).__name__, e)
@@ -152,6 +177,91 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+class WorkdirLockedError(RuntimeError):
+  """Another run holds the workdir."""
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)  # signal 0 only checks that the process exists
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's process
+    return True
+  return True
+
+
+class WorkdirLock:
+  """One training run per workdir: process 0 holds `workdir/run.lock` (its host and pid).
+
+  A second run on the same workdir stops at once naming the holder. A lock left by a process
+  that died on this host is taken over with a warning; a lock from another host cannot be
+  checked from here, so the error says to delete it once that run is gone. Every process of a
+  multi-host run stops together.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._held = False
+
+  def __enter__(self) -> "WorkdirLock":
+    error = ""
+    if jax.process_index() == 0:
+      try:
+        self._acquire()
+      except WorkdirLockedError as e:
+        error = str(e)
+    if jax.process_count() > 1 and multihost_utils.broadcast_one_to_all(np.int32(bool(error))):
+      error = error or f"process 0 could not take the workdir lock {self.path}"
+    if error:
+      raise WorkdirLockedError(error)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    if self._held:
+      os.remove(self.path)
+      self._held = False
+
+  def _acquire(self) -> None:
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):  # a second try after taking over a stale lock
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        holder = self._holder()
+        if holder.get("host") != me["host"] or _alive(holder["pid"]):
+          break
+        logging.warning("Taking over the workdir lock %s of process %d on %s, which is no longer "
+                        "running", self.path, holder["pid"], holder["host"])
+        try:
+          os.remove(self.path)
+        except FileNotFoundError:
+          pass
+        continue
+      with os.fdopen(fd, "w") as f:
+        json.dump(me, f)
+      self._held = True
+      return
+    raise WorkdirLockedError(
+        f"Another run is using this workdir: {self.path} is held by "
+        f"{self._describe(self._holder())}. Use another --workdir, or wait for that run to end "
+        "(if it is gone, delete the lock file).")
+
+  def _holder(self) -> dict[str, Any]:
+    try:
+      with open(self.path, encoding="utf-8") as f:
+        holder = json.load(f)
+      return holder if isinstance(holder.get("pid"), int) else {}
+    except (OSError, ValueError, AttributeError):
+      return {}  # being written, gone, or not ours: treated as held by an unknown process
+
+  @staticmethod
+  def _describe(holder: dict[str, Any]) -> str:
+    if not holder:
+      return "an unknown process (the lock file is unreadable)"
+    return f"the run of host {holder['host']}, pid {holder['pid']}"
 
 
 class RestoredParams(NamedTuple):
@@ -230,7 +340,7 @@ def _restore_step(manager: ocp.CheckpointManager, step: int,
   config = ml_collections.ConfigDict(saved.config)
   config.lock()
   target = abstract_params(config)
-  diff = differences(saved.metadata, model_metadata(config, target, saved.metadata["tokenizers"]))
+  diff = differences(saved.metadata, {**saved.metadata, **_model_fields(config, target)})
   if diff:
     raise IncompatibleCheckpointError(
         f"Checkpoint step {step} in {manager.directory} does not match the model its own config "

@@ -38,7 +38,8 @@ def main(argv):
                                   _JOIN_TIMEOUT.value)
   try:
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (train.NonFiniteLossError, checkpointing.IncompatibleCheckpointError) as e:
+  except (train.NonFiniteLossError, checkpointing.IncompatibleCheckpointError,
+          checkpointing.WorkdirLockedError) as e:
     logging.error("%s", e)
     sys.exit(f"ERROR: {e}")
   if jax.process_index() == 0:

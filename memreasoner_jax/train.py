@@ -101,13 +101,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains (resuming from `workdir` if it holds a checkpoint) and evaluates on held-out data.
 
   Returns the metrics of the last log step and the last evaluation. Raises NonFiniteLossError
-  when the loss stops being finite (the last good checkpoint stays in `workdir`).
+  when the loss stops being finite (the last good checkpoint stays in `workdir`), and
+  WorkdirLockedError before any work when another run holds `workdir`.
   """
+  os.makedirs(workdir, exist_ok=True)
+  with checkpointing.WorkdirLock(workdir):  # one checkpoints/ and metrics.jsonl, one writer
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """The recipe, in a workdir this run holds."""
   cfg = config
   if cfg.model.encoder.init_from or cfg.model.decoder.init_from:
     cfg = hf_import.configure(cfg)  # shapes and tokenizers follow the pretrained checkpoints
     hf_import.record_tokenizers(cfg)
-  os.makedirs(workdir, exist_ok=True)
   writer = metric_writers.MetricWriter(workdir)
   logging.info("Config:\n%s", cfg)
 
@@ -141,7 +148,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state_sharding = sharding_lib.state_shardings(abstract_state, mesh, cfg.mesh.fsdp_min_size)
   metadata = checkpointing.model_metadata(
       cfg, abstract_state.params,
-      {"encoder": batcher.encoder_tokenizer.spec, "decoder": batcher.decoder_tokenizer.spec})
+      {"encoder": batcher.encoder_tokenizer, "decoder": batcher.decoder_tokenizer})
   logging.info("Model: %s parameters", f"{metadata['num_params']:,}")
   ckpt = checkpointing.Checkpointer(workdir, cfg.training.keep_checkpoints)
   restored = ckpt.restore(jax.tree.map(

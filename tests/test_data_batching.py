@@ -107,6 +107,18 @@ def test_encoder_without_pad_is_rejected():
     batching.Batcher(SHAPE, NoPad())
 
 
+def test_encoder_whose_pad_is_not_0_is_rejected_naming_the_file(tmp_path):
+  hf = pytest.importorskip("tokenizers")
+  words = ["<s>", "<pad>", "</s>", "<unk>", "mary", "went"]  # RoBERTa's order: <pad> is 1
+  tok = hf.Tokenizer(hf.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+  path = str(tmp_path / "tokenizer.json")
+  tok.save(path)
+  roberta = tokenizers.from_spec(path)
+  with pytest.raises(ValueError, match=rf"{path} pads with id 1.*id 0"):
+    batching.Batcher(SHAPE, roberta)
+  batching.Batcher(SHAPE, BYTE, roberta)  # as the decoder's tokenizer its padding is masked
+
+
 def test_split_long_lines_moves_support_and_fits():
   ex = Example(("A fact.", "word " * 30 + "x" * 25, "Mary went to the garden.", "Ü" * 20),
                "Where is Mary?", "garden", (2, 0), "qa1", 4)

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from memreasoner_jax import models
 from memreasoner_jax.models import hops as hops_lib
 from memreasoner_jax.models import losses
 from memreasoner_jax.models import memory
@@ -229,6 +230,12 @@ def test_bfloat16_compute_matches_float32(tiny):
 def test_impossible_config_values_name_the_field(key, value, match):
   with pytest.raises(ValueError, match=match):
     model_lib.MemReasoner(_config(**{key: value}))
+
+
+@pytest.mark.parametrize("kind", models.KINDS)
+def test_float16_is_refused_for_bfloat16(kind):
+  with pytest.raises(ValueError, match=r"model.dtype.*float16.*loss scaling.*bfloat16"):
+    models.build(_config(kind=kind, dtype="float16"))
 
 
 def test_batch_of_wrong_rank_names_the_array(tiny):

@@ -31,7 +31,7 @@ def test_every_task_and_preset_builds_a_locked_config(tasks, preset):
 
 
 def test_every_field_is_commented():
-  source = open(CONFIG_FILE, encoding="utf-8").read()
+  source = open(babi.__file__, encoding="utf-8").read()  # the package's config, not the re-export
   body = source[source.index("def get_config"):source.index("  if runlocal:")]
   for line in body.splitlines():
     if line.strip().startswith("config.") and " = " in line and "ConfigDict()" not in line:
@@ -52,6 +52,16 @@ def test_long_option_sets_the_distractor_recipe():
   assert (long.model.memory.mode, long.model.decoder.condition) == ("chunked", "facts")
   assert long.data.sf_fraction == 1.0 and long.data.eval_length == "1k"
   assert long.training.num_steps == 600 and long.model.latent_size == clean.model.latent_size
+
+
+@pytest.mark.parametrize("options", ["", ",long", ",baseline", ",runlocal", ",baseline,runlocal"])
+def test_sweep_runs_keep_the_preset_and_every_option(options):
+  sweep = babi.get_sweep(f"qa1,base{options}")
+  assert {run["arg"].split(",", 1)[1] for run in sweep} == {f"base{options}"}
+  config = babi.get_config(sweep[0]["arg"])
+  assert (config.data.train_filler_max > 0) == ("long" in options)
+  assert (config.model.kind == "baseline") == ("baseline" in options)
+  assert (config.training.num_steps == 20) == ("runlocal" in options)
 
 
 @pytest.mark.parametrize("arg", ["qa3,tiny", "qa1,huge", "qa1", "qa1,tiny,fast", "qa1+qa1,tiny"])

@@ -185,11 +185,11 @@ def get_sweep(arg: str = "qa1,tiny") -> list[dict[str, object]]:
   """The paper's grid, one dict of overrides per run (launch/sweep.py runs them).
 
   The task is part of the config argument, so each run carries its own: the key "arg" replaces
-  the tasks of `arg` with one task and keeps its preset and runlocal. The other keys are config
+  the tasks of `arg` with one task and keeps its preset and options. The other keys are config
   fields; sf_fraction overrides the per-task default.
   """
-  _, preset, runlocal = _parse(arg)
-  rest = preset + (",runlocal" if runlocal else "")
+  _, preset, options = _parse(arg)
+  rest = ",".join([preset] + [o for o in OPTIONS if o in options])
   return [{"arg": f"{task},{rest}", "data.sf_fraction": sf, "model.temporal.kind": temporal,
            "model.hops.update_rule": rule}
           for task in TASKS for sf in SWEEP_SF_FRACTIONS for temporal in SWEEP_TEMPORAL

@@ -27,6 +27,7 @@ import dataclasses
 
 import numpy as np
 
+from memreasoner_jax.data import special_tokens
 from memreasoner_jax.data import tokenizers as tokenizers_lib
 from memreasoner_jax.tasks.example import Example
 
@@ -103,6 +104,12 @@ class Batcher:
       raise ValueError(
           f"Encoder tokenizer {enc.spec} has no PAD distinct from BOS/EOS; the encoder finds "
           "padding by id, so use a tokenizer with its own pad token (e.g. BERT's [PAD])")
+    if enc.pad_id != special_tokens.PAD_ID:
+      # The encoder and the autoencoding loss find padding lines and tokens by this one id.
+      raise ValueError(
+          f"Encoder tokenizer {enc.spec} pads with id {enc.pad_id}, but the encoder finds padding "
+          f"by id {special_tokens.PAD_ID}; use a tokenizer whose pad token has id "
+          f"{special_tokens.PAD_ID} (e.g. BERT's [PAD])")
     sf_selected(np.zeros(1), sf_fraction)  # Validates the fraction now, not at the first batch.
     self.shape = shape
     self.encoder_tokenizer = enc

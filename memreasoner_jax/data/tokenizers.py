@@ -3,10 +3,12 @@
 Every tokenizer plays the same four roles (PAD, BOS, EOS, UNK) so batching never needs to know
 which one it holds. `encode` returns the text's tokens without special tokens; the batcher adds
 BOS/EOS itself. `spec` is the string `from_spec` rebuilds the tokenizer from, stored in
-checkpoints so a restored model reads text exactly as it was trained to.
+checkpoints so a restored model reads text exactly as it was trained to; `digest` names what the
+tokenizer is wherever its files lie, so a moved run is still recognised.
 """
 
 import abc
+import hashlib
 import json
 import os
 
@@ -32,6 +34,11 @@ class Tokenizer(abc.ABC):
   @abc.abstractmethod
   def spec(self) -> str:
     """The string `from_spec` rebuilds this tokenizer from; recorded in checkpoints."""
+
+  @property
+  @abc.abstractmethod
+  def digest(self) -> str:
+    """What this tokenizer is, independent of where its files are (checkpoints compare it)."""
 
   @abc.abstractmethod
   def encode(self, text: str) -> list[int]:
@@ -84,6 +91,10 @@ class ByteTokenizer(Tokenizer):
 
   @property
   def spec(self) -> str:
+    return "byte"
+
+  @property
+  def digest(self) -> str:
     return "byte"
 
   def encode(self, text: str) -> list[int]:
@@ -146,6 +157,11 @@ class HFTokenizer(Tokenizer):
   @property
   def spec(self) -> str:
     return self._path
+
+  @property
+  def digest(self) -> str:
+    # The serialised tokenizer (vocabulary, merges, normalizer, special tokens) holds no path.
+    return "sha256:" + hashlib.sha256(self._tok.to_str().encode("utf-8")).hexdigest()
 
   def encode(self, text: str) -> list[int]:
     return self._tok.encode(text, add_special_tokens=False).ids

@@ -50,6 +50,7 @@ class Baseline:
 
   def __init__(self, config: ml_collections.ConfigDict, chunk: int = 512):
     """`chunk`: query positions per attention block (memory O(chunk x sequence length))."""
+    models.check_dtype(config)
     dec = config.decoder
     if dec.d_model % dec.num_heads:
       raise ValueError(f"config model.decoder.d_model must be divisible by num_heads, "

@@ -70,6 +70,7 @@ class Encoder(nn.Module):
   def __call__(self, tokens_NxT: jax.Array, *, hidden_only: bool = False) -> jax.Array:
     """Returns latents_NxC, or with hidden_only the last hidden states NxTxD (BERT's output)."""
     cfg = self.config
+    # The Batcher refuses encoder tokenizers that pad with another id.
     keep_NxT = tokens_NxT != special_tokens.PAD_ID
     n, t = tokens_NxT.shape
     if t > cfg.max_len:

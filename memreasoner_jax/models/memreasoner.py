@@ -84,8 +84,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     sub = cfg[part]
     need(sub.d_model % sub.num_heads == 0, f"{part}.d_model", "divisible by num_heads",
          sub.d_model)
-  need(cfg.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32, bfloat16 or float16",
-       cfg.dtype)
+  models.check_dtype(cfg)
 
 
 def _check_batch(batch: dict[str, jax.Array]) -> None:
