@@ -31,6 +31,7 @@ setuptools.setup(
         "test": [
             "pytest>=8",
             "pytest-xdist>=3",
+            "pytest-timeout>=2.3",  # pytest.ini's per-test timeout: a hang fails that test
             "pyyaml>=6",  # reads the generated Kubernetes manifests back
             "tensorboard>=2.16",  # reads our hand-written event files back with its own reader
             # Parity with the originals: the CPU torch build (an unpinned torch pulls CUDA, GBs).

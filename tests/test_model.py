@@ -59,14 +59,50 @@ def test_padding_lines_change_neither_readout_nor_output(tiny):
   np.testing.assert_allclose(loss_pad, loss, rtol=1e-5)
 
 
-def test_padding_lines_change_nothing_with_chunked_memory():
-  model = model_lib.MemReasoner(_config(**{"memory.mode": "chunked", "memory.lines_per_chunk": 4}))
+@pytest.mark.parametrize("combine", memory.COMBINE_RULES)
+def test_padding_lines_change_nothing_with_chunked_memory(combine):
+  model = model_lib.MemReasoner(_config(**{"memory.mode": "chunked", "memory.lines_per_chunk": 4,
+                                           "memory.combine": combine}))
   plain = toy_batches.qa1_batch(2, seed=6, lines=10)
-  padded = toy_batches.qa1_batch(2, seed=6, lines=10, pad_lines=7)
+  padded = toy_batches.qa1_batch(2, seed=6, lines=10, pad_lines=7)  # chunks 3 and 4 all padding
   params = model.init(jax.random.PRNGKey(1), plain)
   reason = jax.jit(model.reason)
   np.testing.assert_allclose(reason(params, padded).readouts_BxHxC,
                              reason(params, plain).readouts_BxHxC, atol=1e-5)
+  loss = lambda p: losses.loss_fn(model, p, padded, None, 0, losses.loss_config())[0]
+  value, grads = jax.jit(jax.value_and_grad(loss))(params)
+  chex.assert_tree_all_finite((value, grads))
+
+
+@pytest.mark.parametrize("pinv, tol", [("solve", 1e-3), ("ben_israel", 1e-5)])
+def test_solve_and_ben_israel_pseudo_inverses_agree_with_svd_in_the_model(tiny, pinv, tol):
+  # Readouts within `tol` of the largest readout (the solve's ridge costs about 3e-4 of it,
+  # measured; Ben-Israel's fifteen steps converge on these latents), losses within 1e-5.
+  model, params, _ = tiny
+  other = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "memory.pinv": pinv}))
+  batch = toy_batches.qa1_batch(4, seed=1, lines=7, pad_lines=2)
+  r, r_other = jax.jit(model.reason)(params, batch), jax.jit(other.reason)(params, batch)
+  scale = float(jnp.abs(r.readouts_BxHxC).max())
+  np.testing.assert_allclose(r_other.readouts_BxHxC, r.readouts_BxHxC, atol=tol * scale)
+  np.testing.assert_allclose(r_other.sims_BxHxE[..., :7], r.sims_BxHxE[..., :7], atol=1e-4)
+  loss = lambda m: jax.jit(lambda p: m.loss(p, batch, None, 0, losses.loss_config())[0])(params)
+  np.testing.assert_allclose(loss(other), loss(model), rtol=1e-5)
+
+
+def test_lines_encoded_in_chunks_give_the_latents_of_one_pass(tiny):
+  model, params, _ = tiny
+  chunked = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "encoder.encode_chunk": 2}))
+  batch = toy_batches.qa1_batch(3, seed=7, lines=7)  # 21 lines: 11 chunks of 2, one padded
+  tokens_NxT = batch["context_BxExT"].reshape(21, -1)
+  # The chunked path really loops (lax.map), the default encodes all 21 lines at once.
+  assert "scan" in str(jax.make_jaxpr(chunked.encode)(params, tokens_NxT))
+  assert "scan" not in str(jax.make_jaxpr(model.encode)(params, tokens_NxT))
+  np.testing.assert_allclose(jax.jit(chunked.encode)(params, tokens_NxT),
+                             jax.jit(model.encode)(params, tokens_NxT), atol=1e-6)
+  r, r_chunked = jax.jit(model.reason)(params, batch), jax.jit(chunked.reason)(params, batch)
+  np.testing.assert_allclose(r_chunked.z_BxExC, r.z_BxExC, atol=1e-6)
+  np.testing.assert_allclose(r_chunked.query_BxC, r.query_BxC, atol=1e-6)  # 3 queries: 2 chunks
+  np.testing.assert_allclose(r_chunked.readouts_BxHxC, r.readouts_BxHxC, atol=1e-5)
 
 
 @pytest.mark.parametrize("rule", hops_lib.UPDATE_RULES)

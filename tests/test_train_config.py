@@ -89,17 +89,28 @@ def test_schedule_warms_up_then_decays():
 
 
 def test_weight_decay_skips_biases_norms_embeddings_and_prior():
-  params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)},
+  params = {"dense": {"kernel": jnp.arange(1.0, 5.0).reshape(2, 2), "bias": jnp.ones(2)},
             "norm": {"scale": jnp.ones(2)}, "embed": {"embedding": jnp.ones((3, 2))},
             "memory": {"prior": jnp.eye(2)}}
   mask = optimizer_lib.decay_mask(params)
   assert mask == {"dense": {"kernel": True, "bias": False}, "norm": {"scale": False},
                   "embed": {"embedding": False}, "memory": {"prior": False}}
-  cfg = babi.get_config("qa1,tiny").optimizer
-  tx, _ = optimizer_lib.make_optimizer(cfg, 400)
-  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
-  assert float(jnp.abs(updates["dense"]["bias"]).max()) == 0.0  # zero grads, no decay
-  assert float(jnp.abs(updates["dense"]["kernel"]).max()) == 0.0  # lr is 0 at step 0
+  cfg = babi.get_config("qa1,tiny").optimizer.copy_and_resolve_references()
+  cfg.warmup_steps = 3
+  tx, schedule = optimizer_lib.make_optimizer(cfg, 400)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  state = tx.init(params)
+  for _ in range(cfg.warmup_steps):  # zero gradients: Adam's moments stay 0, only decay moves
+    _, state = tx.update(zeros, state, params)
+  updates, _ = tx.update(zeros, state, params)  # step 3: the end of warm-up, lr at its peak
+  assert float(schedule(cfg.warmup_steps)) == pytest.approx(cfg.learning_rate)
+  # Decoupled decay with zero gradients: update = -lr * weight_decay * param on decayed leaves.
+  expected = -cfg.learning_rate * cfg.weight_decay * np.array([[1.0, 2.0], [3.0, 4.0]])
+  np.testing.assert_allclose(updates["dense"]["kernel"], expected, rtol=1e-5)
+  assert float(jnp.abs(updates["dense"]["kernel"]).min()) > 0.0
+  for part, name in [("dense", "bias"), ("norm", "scale"), ("embed", "embedding"),
+                     ("memory", "prior")]:
+    np.testing.assert_array_equal(updates[part][name], 0.0, err_msg=f"{part}/{name} decayed")
 
 
 def test_crc32c_matches_the_standard_check_value():
