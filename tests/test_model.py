@@ -49,8 +49,8 @@ def test_padding_lines_change_neither_readout_nor_output(tiny):
   np.testing.assert_allclose(r_pad.readouts_BxHxC, r.readouts_BxHxC, atol=1e-5)
   np.testing.assert_allclose(r_pad.sims_BxHxE[..., :7], r.sims_BxHxE, atol=1e-5)
   generate = jax.jit(model.generate, static_argnums=2)
-  tokens, logits = generate(params, plain, 6)
-  tokens_pad, logits_pad = generate(params, padded, 6)
+  tokens, logits, _ = generate(params, plain, 6)
+  tokens_pad, logits_pad, _ = generate(params, padded, 6)
   np.testing.assert_array_equal(tokens_pad, tokens)
   np.testing.assert_allclose(logits_pad, logits, atol=1e-4)
   loss_fn = jax.jit(lambda b: losses.loss_fn(model, params, b, None, 0, losses.loss_config())[0])
@@ -263,3 +263,22 @@ def test_read_noise_kl_follows_its_cyclic_schedule_and_trains_the_noise_scale():
   assert bool(jnp.any(noise_grad != 0)) and bool(jnp.all(jnp.isfinite(noise_grad)))
   # Without an rng (evaluation) no noise is drawn and the KL is not counted.
   assert float(losses.loss_fn(model, params, batch, None, 50, cfg)[1]["kl"]) == 0.0
+
+
+@pytest.mark.parametrize("write_noise_std", [0.0, 0.1])
+def test_read_noise_kl_and_loss_ignore_empty_chunks(write_noise_std):
+  # Two line buckets of the same stories: 10 lines in 3 chunks of 4, or 17 lines in 5 chunks
+  # (two of them all padding). The training noise and the KL must not see the difference.
+  model = model_lib.MemReasoner(_config(**{
+      "memory.mode": "chunked", "memory.lines_per_chunk": 4, "memory.read_noise": True,
+      "memory.write_noise_std": write_noise_std}))
+  plain = toy_batches.qa1_batch(2, seed=6, lines=10)
+  padded = toy_batches.qa1_batch(2, seed=6, lines=10, pad_lines=7)
+  params = model.init(jax.random.PRNGKey(1), plain)
+  cfg = losses.loss_config()
+  cfg.kl_weight = 1.0
+  loss_fn = jax.jit(lambda b: losses.loss_fn(model, params, b, jax.random.PRNGKey(3), 500, cfg))
+  (loss, metrics), (loss_pad, metrics_pad) = loss_fn(plain), loss_fn(padded)
+  assert float(metrics["kl"]) > 0
+  np.testing.assert_allclose(float(metrics_pad["kl"]), float(metrics["kl"]), rtol=1e-5)
+  np.testing.assert_allclose(float(loss_pad), float(loss), rtol=1e-5)
