@@ -26,6 +26,7 @@ setuptools.setup(
         "safetensors>=0.4",  # Hugging Face checkpoints (hf_weights); small, no torch needed
         "matplotlib>=3.8",  # figures of sweeps and evaluation grids (Agg backend)
         "tqdm>=4.66",  # the evaluation grid's progress bar
+        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     ],
     extras_require={
         "test": [
@@ -33,7 +34,7 @@ setuptools.setup(
             "pytest-xdist>=3",
             "pytest-timeout>=2.3",  # pytest.ini's per-test timeout: a hang fails that test
             "pyyaml>=6",  # reads the generated Kubernetes manifests back
-            "tensorboard>=2.16",  # reads our hand-written event files back with its own reader
+            "tensorboard>=2.16",  # reads our event files back with its own reader
             # Parity with the originals: the CPU torch build (an unpinned torch pulls CUDA, GBs).
             "torch==2.13.0",
             "transformers>=5",

@@ -58,14 +58,13 @@ def score(task: str, output: str, target: str, question: str,
 
 
 def _texts(batcher: batching.Batcher, batch: batching.Batch, tokens_BxN: np.ndarray):
-  """(output, target, question) strings of each row of this host's batch.
-
-  Answers are in the decoder tokenizer's ids, questions in the encoder tokenizer's.
-  """
-  dec, enc = batcher.decoder_tokenizer, batcher.encoder_tokenizer
+  """(output, target, question) strings of each row of this host's batch."""
+  dec = batcher.decoder_tokenizer
   for b in range(tokens_BxN.shape[0]):
     target = batch["answer_BxA"][b][batch["answer_mask_BxA"][b]]
-    yield dec.decode(tokens_BxN[b]), dec.decode(target), enc.decode(batch["query_BxQ"][b])
+    # The query is in the encoder's ids, which need not be the decoder's.
+    question = batcher.encoder_tokenizer.decode_sequence(batch["query_BxQ"][b])
+    yield batching.answer_text(dec, tokens_BxN[b]), batching.answer_text(dec, target), question
 
 
 def evaluate(eval_step: EvalStep, params: Any, task: str, examples: list[Example],

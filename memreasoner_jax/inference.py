@@ -206,7 +206,7 @@ class Reasoner:
   def _run(self, examples: list[Example]) -> list[tuple[str, np.ndarray]]:
     """(answer, sims_HxE) per example, in order."""
     results = []
-    decode = self._batcher.decoder_tokenizer.decode
+    decode = lambda ids: batching.answer_text(self._batcher.decoder_tokenizer, ids)
     for group in self._groups(examples):
       padded = group + group[:1] * (self._batch_rows(len(group)) - len(group))
       local = self._batcher(padded, num_lines=self._line_bucket(

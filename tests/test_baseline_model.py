@@ -29,7 +29,8 @@ def test_sequence_field_is_the_context_then_the_answer_prompt(setup):
   tok = tokenizers.from_spec("byte")
   for b, ex in enumerate(examples):
     prompt_len = batch["sequence_prompt_len_B"][b]
-    assert tok.decode(batch["sequence_BxL"][b, :prompt_len]) == batching.context_prompt(ex)
+    prompt, _ = batching.split_at_space(tok, batching.context_prompt(ex), ex.answer)
+    assert tok.decode_sequence(batch["sequence_BxL"][b, :prompt_len]) == prompt
     answer = batch["sequence_BxL"][b][batch["sequence_mask_BxL"][b]]
     assert tok.decode(answer) == ex.answer
   assert batch["sequence_BxL"].shape == (3, config.data.sequence_tokens)

@@ -328,3 +328,22 @@ def test_straight_through_facts_train_the_read_without_supervision():
   np.testing.assert_allclose(results["none"][0], results["straight_through"][0], rtol=1e-5)
   assert results["none"][1] == 0.0
   assert results["straight_through"][1] > 1e-6
+
+
+@pytest.mark.parametrize("write_noise_std", [0.0, 0.1])
+def test_read_noise_kl_and_loss_ignore_empty_chunks(write_noise_std):
+  # Two line buckets of the same stories: 10 lines in 3 chunks of 4, or 17 lines in 5 chunks
+  # (two of them all padding). The training noise and the KL must not see the difference.
+  model = model_lib.MemReasoner(_config(**{
+      "memory.mode": "chunked", "memory.lines_per_chunk": 4, "memory.read_noise": True,
+      "memory.write_noise_std": write_noise_std}))
+  plain = toy_batches.qa1_batch(2, seed=6, lines=10)
+  padded = toy_batches.qa1_batch(2, seed=6, lines=10, pad_lines=7)
+  params = model.init(jax.random.PRNGKey(1), plain)
+  cfg = losses.loss_config()
+  cfg.kl_weight = 1.0
+  loss_fn = jax.jit(lambda b: losses.loss_fn(model, params, b, jax.random.PRNGKey(3), 500, cfg))
+  (loss, metrics), (loss_pad, metrics_pad) = loss_fn(plain), loss_fn(padded)
+  assert float(metrics["kl"]) > 0
+  np.testing.assert_allclose(float(metrics_pad["kl"]), float(metrics["kl"]), rtol=1e-5)
+  np.testing.assert_allclose(float(loss_pad), float(loss), rtol=1e-5)

@@ -1,6 +1,5 @@
 """Configs, command-line overrides, the optimizer and the metric files (no training)."""
 
-import struct
 import subprocess
 import sys
 
@@ -113,25 +112,6 @@ def test_weight_decay_skips_biases_norms_embeddings_and_prior():
     np.testing.assert_array_equal(updates[part][name], 0.0, err_msg=f"{part}/{name} decayed")
 
 
-def test_crc32c_matches_the_standard_check_value():
-  assert metric_writers.crc32c(b"123456789") == 0xE3069283
-
-
-def _read_events(path):
-  """Minimal TFRecord + Event reader: checks both CRCs, returns (step, {tag: value})."""
-  data = open(path, "rb").read()
-  events, i = [], 0
-  while i < len(data):
-    (length,) = struct.unpack("<Q", data[i:i + 8])
-    assert struct.unpack("<I", data[i + 8:i + 12])[0] == metric_writers.masked_crc32c(data[i:i + 8])
-    payload = data[i + 12:i + 12 + length]
-    assert struct.unpack("<I", data[i + 12 + length:i + 16 + length])[0] == (
-        metric_writers.masked_crc32c(payload))
-    events.append(payload)
-    i += 16 + length
-  return events
-
-
 def test_metric_files(tmp_path):
   writer = metric_writers.MetricWriter(str(tmp_path))
   writer.write(3, {"train/loss": 1.5, "perf/steps_per_sec": np.float32(2.0)})
@@ -139,9 +119,7 @@ def test_metric_files(tmp_path):
   assert metric_writers.read_jsonl(str(tmp_path / "metrics.jsonl")) == [
       {"step": 3, "train/loss": 1.5, "perf/steps_per_sec": 2.0}]
   (event_file,) = (tmp_path / "tensorboard").iterdir()
-  first, scalars = _read_events(event_file)
-  assert b"brain.Event:2" in first
-  assert b"train/loss" in scalars and struct.pack("<f", 1.5) in scalars
+  assert event_file.name.startswith("events.out.tfevents.")
   acc = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
   acc.Reload()
   assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(3, 1.5)]

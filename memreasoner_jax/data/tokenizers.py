@@ -24,6 +24,8 @@ class Tokenizer(abc.ABC):
   bos_id: int
   eos_id: int
   unk_id: int
+  # Whether a space is part of the next word's token (GPT-2's " hallway"), not a token of its own.
+  space_joins_next_word: bool = False
 
   @property
   @abc.abstractmethod
@@ -59,17 +61,21 @@ class Tokenizer(abc.ABC):
     return flat, lengths
 
   def decode(self, ids) -> str:
-    """Text of `ids` up to the first EOS, special tokens skipped (a decoder's output).
+    """Text of generated ids (or an answer's) up to their first EOS, special tokens skipped.
 
-    A leading BOS is dropped before looking for EOS: for GPT-2 the two are the same token.
+    Nothing is dropped before looking for EOS: with GPT-2 BOS is the same token, and a
+    generated answer that starts with it is the empty answer.
     """
     ids = [int(i) for i in np.asarray(ids).reshape(-1)]
-    if ids and ids[0] == self.bos_id:
-      ids = ids[1:]
     if self.eos_id in ids:
       ids = ids[:ids.index(self.eos_id)]
     special = {self.pad_id, self.bos_id, self.eos_id}
     return self._decode_ids([i for i in ids if i not in special])
+
+  def decode_sequence(self, ids) -> str:
+    """Text of a batch row that starts with BOS ([BOS] + text + [EOS] + PAD)."""
+    ids = np.asarray(ids).reshape(-1)
+    return self.decode(ids[1:] if ids.size and ids[0] == self.bos_id else ids)
 
   def __repr__(self) -> str:
     return f"{type(self).__name__}({self.spec!r}, vocab_size={self.vocab_size})"
@@ -149,6 +155,7 @@ class HFTokenizer(Tokenizer):
     self.bos_id, self.eos_id = roles["bos"], roles["eos"]
     self.pad_id = roles["pad"] if roles["pad"] is not None else self.eos_id
     self.unk_id = roles["unk"] if roles["unk"] is not None else self.eos_id
+    self.space_joins_next_word = _space_joins_next_word(self._tok.pre_tokenizer)
 
   @property
   def vocab_size(self) -> int:
@@ -221,6 +228,15 @@ def _gpt2_from_files(vocab_path: str, merges_path: str, tokenizers):
   tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = tokenizers.decoders.ByteLevel()
   return tok
+
+
+def _space_joins_next_word(pre_tokenizer) -> bool:
+  """Whether pre-tokenization keeps a space with the word after it (byte-level BPE's "Ġb",
+  SentencePiece's "▁b"), rather than dropping it (BERT) or leaving it alone."""
+  if pre_tokenizer is None:
+    return False
+  pieces = [piece for piece, _ in pre_tokenizer.pre_tokenize_str("a b")]
+  return len(pieces) == 2 and pieces[1] != "b"
 
 
 def _find_role(tok, names: tuple[str, ...]) -> int | None:
