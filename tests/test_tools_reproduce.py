@@ -49,7 +49,7 @@ def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path, monkeypatc
   assert by_row["qa1-memreasoner-paper"] == {(s, l) for s in plan.splits for l in plan.lengths}
   assert by_row["qa1-baseline"] == {(s, "0k") for s in plan.splits}
   table = open(os.path.join(out, "results.md"), encoding="utf-8").read()
-  assert "n/f" in table and "| memreasoner | qa1 | paper | renamed |" in table
+  assert "n/f" in table and "| memreasoner | qa1 | paper | 20 | renamed |" in table
 
   # Started again: no run trains again and no cell is recomputed.
   stamps = {r: os.path.getmtime(os.path.join(out, "runs", r, "checkpoints")) for r in _ROWS}
@@ -70,6 +70,8 @@ def test_bad_plans_fail_before_any_run(tmp_path, monkeypatch):
     _plan(book, test_books=[])
   with pytest.raises(FileNotFoundError):
     _plan(str(tmp_path / "missing.txt"))
+  with pytest.raises(FileNotFoundError, match="no row of the table has a checkpoint"):
+    reproduce.reproduce(_plan(book), str(tmp_path / "empty"), train_runs=False)
   with pytest.raises(ValueError, match="results argument"):
     results_config.get_rows("tiny,fast")
   # A row trained on filler from the same book: the test book would not be held out.

@@ -152,7 +152,7 @@ def evaluate(plan: Plan, row: results_config.Row, workdir: str, out: str) -> lis
     n = sum(p["num"] for p in parts)
     acc = sum(p["accuracy"] * p["num"] for p in parts) / n
     low, high = wilson_interval(acc / 100.0, n)
-    pooled.append({"row": row.name, "label": row.label, "task": row.task, "model": row.model,
+    pooled.append({"row": row.name, "label": row.label, "step": reasoner.step, "task": row.task, "model": row.model,
                    "supervision": row.supervision, "split": split, "length": length,
                    "accuracy": acc, "ci_low": 100 * low, "ci_high": 100 * high, "num": n,
                    "seconds": sum(p["seconds"] for p in parts),
@@ -169,15 +169,16 @@ def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def markdown(cells: list[dict[str, Any]], lengths: Sequence[str]) -> str:
-  lines = ["| model | task | supervision | split | " + " | ".join(lengths) + " |",
-           "|---|---|---|---|" + "---:|" * len(lengths)]
+  lines = ["| model | task | supervision | step | split | " + " | ".join(lengths) + " |",
+           "|---|---|---|---:|---|" + "---:|" * len(lengths)]
   keys = dict.fromkeys((c["row"], c["split"]) for c in cells)
   for row, split in keys:
     by_length = {c["length"]: c for c in cells if (c["row"], c["split"]) == (row, split)}
     first = next(iter(by_length.values()))
     values = [f"{by_length[l]['accuracy']:.1f} ({by_length[l]['ci_low']:.0f}-"
               f"{by_length[l]['ci_high']:.0f})" if l in by_length else "n/f" for l in lengths]
-    lines.append(f"| {first['model']} | {first['task']} | {first['supervision']} | {split} | "
+    lines.append(f"| {first['model']} | {first['task']} | {first['supervision']} | "
+                 f"{first['step']} | {split} | "
                  + " | ".join(values) + " |")
   return "\n".join(lines) + "\n"
 
@@ -206,7 +207,9 @@ def heatmap(cells: list[dict[str, Any]], lengths: Sequence[str], path: str) -> N
   plt.close(fig)
 
 
-def reproduce(plan: Plan, out: str) -> list[dict[str, Any]]:
+def reproduce(plan: Plan, out: str, train_runs: bool = True) -> list[dict[str, Any]]:
+  """Trains (unless `train_runs` is False: then the checkpoints there are evaluated as they
+  are, e.g. a run stopped early) and evaluates every row, and writes the table."""
   os.makedirs(out, exist_ok=True)
   timings_path = os.path.join(out, "timings.json")
   timings = {}
@@ -216,14 +219,21 @@ def reproduce(plan: Plan, out: str) -> list[dict[str, Any]]:
   cells = []
   for row in plan.rows:
     workdir = os.path.join(out, "runs", row.name)
-    seconds = train(row, workdir)
-    if seconds:
+    if not train_runs:
+      try:
+        checkpointing.checkpoint_steps(workdir)
+      except FileNotFoundError:
+        logging.warning("%s: no checkpoint in %s, left out of the table", row.name, workdir)
+        continue
+    elif seconds := train(row, workdir):
       timings[f"train/{row.name}"] = seconds
     started = time.time()
     cells += evaluate(plan, row, workdir, out)
     timings[f"eval/{row.name}"] = timings.get(f"eval/{row.name}", 0.0) + time.time() - started
     with open(timings_path, "w", encoding="utf-8") as f:
       json.dump(timings, f, indent=1)
+  if not cells:
+    raise FileNotFoundError(f"no row of the table has a checkpoint in {out}/runs to evaluate")
   eval_grid.write_json(os.path.join(out, "results.json"), {
       "test_books": plan.test_books, "seed": plan.seed, "num": plan.num,
       "num_long": plan.num_long, "timings_seconds": timings, "cells": cells})
@@ -235,7 +245,7 @@ def reproduce(plan: Plan, out: str) -> list[dict[str, Any]]:
 
 
 def define_flags() -> None:
-  global _ROWS, _OUT, _TEST_BOOKS, _LENGTHS, _SPLITS, _ONLY, _NUM, _NUM_LONG, _SEED
+  global _ROWS, _OUT, _TEST_BOOKS, _LENGTHS, _SPLITS, _ONLY, _NUM, _NUM_LONG, _SEED, _TRAIN
   _ROWS = flags.DEFINE_string("rows", "tiny", "configs/results.py argument: <preset>[,smoke].")
   _OUT = flags.DEFINE_string("out", None, "Output directory: runs/, eval/ and results.*.")
   _TEST_BOOKS = flags.DEFINE_list("test_books", None, "Held-out books (files) for the "
@@ -245,6 +255,8 @@ def define_flags() -> None:
   _ONLY = flags.DEFINE_list("only", [], "Rows or tasks to run (default: every row).")
   _NUM = flags.DEFINE_integer("num", 100, "Questions per cell and book.")
   _NUM_LONG = flags.DEFINE_integer("num_long", 50, "Questions per cell and book at 64k, 128k.")
+  _TRAIN = flags.DEFINE_bool("train", True, "Train the rows first; --notrain evaluates the "
+                              "checkpoints already in OUT/runs as they are.")
   _SEED = flags.DEFINE_integer("seed", 2, "Test generation seed (training uses 0, and the "
                                "runs' own held-out evaluation 1).")
 
@@ -255,9 +267,9 @@ def main(argv: Sequence[str]) -> None:
   try:
     plan = make_plan(_ROWS.value, _LENGTHS.value, _SPLITS.value, _TEST_BOOKS.value or [],
                      _ONLY.value, _NUM.value, _NUM_LONG.value, _SEED.value)
-  except (ValueError, FileNotFoundError) as e:  # bad flags: no run has started
+    cells = reproduce(plan, _OUT.value, train_runs=_TRAIN.value)
+  except (ValueError, FileNotFoundError) as e:  # bad flags (no run has started), or no runs
     sys.exit(f"ERROR: {e}")
-  cells = reproduce(plan, _OUT.value)
   print(markdown(cells, plan.lengths), end="")
   print(f"Wrote results.md, results.json, results.csv and results.png to {_OUT.value}")
 
