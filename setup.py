@@ -33,7 +33,8 @@ setuptools.setup(
             "pytest-xdist>=3",
             "pyyaml>=6",  # reads the generated Kubernetes manifests back
             "tensorboard>=2.16",  # reads our hand-written event files back with its own reader
-            # Parity with the originals: the CPU torch build (an unpinned torch pulls CUDA, GBs).
+            # Parity with the originals. PyPI's Linux x86_64 wheel is the CUDA build (GBs);
+            # BUILD_NOTES.md gives the CPU install line.
             "torch==2.13.0",
             "transformers>=5",
             "tokenizers>=0.20",
