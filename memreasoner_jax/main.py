@@ -97,8 +97,12 @@ def _config_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[st
 def config_error(argv: list[str]) -> str | None:
   """Names a --config file that does not exist or a --config.KEY the file's config lacks, with
   the closest name there is; None when neither is wrong."""
-  spec = next((arg.split("=", 1)[1] for arg in argv if arg.startswith(("--config=", "-config="))),
-              "")
+  spec = ""
+  for arg, following in zip(argv, argv[1:] + [""]):
+    if arg in ("--config", "-config"):
+      spec = following
+    elif arg.startswith(("--config=", "-config=")):
+      spec = arg.split("=", 1)[1]
   path = spec.split(":", 1)[0]
   if not os.path.isfile(path):
     folder = os.path.dirname(path) or "."
