@@ -35,7 +35,8 @@ setuptools.setup(
             "pytest-timeout>=2.3",  # pytest.ini's per-test timeout: a hang fails that test
             "pyyaml>=6",  # reads the generated Kubernetes manifests back
             "tensorboard>=2.16",  # reads our event files back with its own reader
-            # Parity with the originals: the CPU torch build (an unpinned torch pulls CUDA, GBs).
+            # Parity with the originals. PyPI's Linux x86_64 wheel is the CUDA build (GBs);
+            # BUILD_NOTES.md gives the CPU install line.
             "torch==2.13.0",
             "transformers>=5",
             "tokenizers>=0.20",

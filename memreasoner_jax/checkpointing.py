@@ -13,12 +13,15 @@ reads only the parameters (no optimizer state), for inference.
 """
 
 from collections.abc import Callable
+import contextlib
 import json
 import logging as python_logging
 import os
 import signal
 import socket
+import tempfile
 from typing import Any, NamedTuple
+import zipfile
 
 from absl import logging
 import jax
@@ -30,6 +33,8 @@ import orbax.checkpoint as ocp
 from memreasoner_jax.data import tokenizers as tokenizers_lib
 
 ITEMS = ("state", "config", "metadata", "data")
+# Config fields naming tokenizer files, which an exported checkpoint carries with it.
+TOKENIZER_FIELDS = ("encoder_tokenizer", "decoder_tokenizer")
 FORMAT_VERSION = 1
 LOCK_FILE = "run.lock"  # in the workdir while a run trains there: {"host": ..., "pid": ...}
 
@@ -39,6 +44,21 @@ def quiet_orbax_logs() -> None:
   warnings still show)."""
   logging.get_absl_handler().addFilter(
       lambda r: r.levelno >= python_logging.WARNING or "/orbax/" not in r.pathname)
+
+
+@contextlib.contextmanager
+def quiet_failures():
+  """Silences orbax's logs and asyncio's task errors around a restore that may fail: a failing
+  step prints hundreds of lines, and the caller says what happened in one warning."""
+  loggers = [python_logging.getLogger(name) for name in ("absl", "asyncio")]
+  levels = [logger.level for logger in loggers]
+  for logger in loggers:
+    logger.setLevel(python_logging.CRITICAL)
+  try:
+    yield
+  finally:
+    for logger, level in zip(loggers, levels):
+      logger.setLevel(level)
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -158,13 +178,14 @@ class Checkpointer:
     for step in reversed(steps):
       try:
         self.check_compatible(step, metadata)
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+        with quiet_failures():
+          restored = self._manager.restore(step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
       except IncompatibleCheckpointError:
         raise
       except Exception as e:  # pylint: disable=broad-except  (any unreadable step falls back)
         logging.warning("Checkpoint %s/%d is unreadable (%s: %s); trying the one before it",
-                        self.directory, step, type(e).__name__, e)
+                        self.directory, step, type(e).__name__, _first_line(e))
         continue
       logging.info("Restored step %d from %s", step, self.directory)
       return restored.state, restored.data, step
@@ -277,9 +298,13 @@ def checkpoint_steps(path: str) -> tuple[str, list[int]]:
   directory, or one step directory `checkpoints/<step>`; a clear error for anything else."""
   path = os.path.abspath(path)
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"No checkpoint at {path}: no such directory")
+    name, parent = os.path.basename(path), os.path.dirname(path)
+    found = sorted(int(n) for n in os.listdir(parent) if n.isdigit()) if name.isdigit() and \
+        os.path.isdir(parent) else []
+    raise FileNotFoundError(f"No checkpoint at {path}: no such directory" + (
+        f"; the steps in {parent} are {', '.join(map(str, found))}" if found else ""))
   name = os.path.basename(path)
-  if name.isdigit() and any(os.path.exists(os.path.join(path, i)) for i in ITEMS):
+  if name.isdigit() and _holds_items(path):
     return os.path.dirname(path), [int(name)]
   directory = os.path.join(path, "checkpoints") if os.path.isdir(
       os.path.join(path, "checkpoints")) else path
@@ -288,8 +313,23 @@ def checkpoint_steps(path: str) -> tuple[str, list[int]]:
   if not steps:
     raise FileNotFoundError(
         f"No checkpoint at {path}: expected a training workdir (holding checkpoints/<step>/), "
-        "its checkpoints/ directory, or one step directory checkpoints/<step>")
+        "its checkpoints/ directory, one step directory checkpoints/<step> (under any name), or "
+        "an exported checkpoint (each holds state/, config/ and metadata/)")
   return directory, steps
+
+
+def _holds_items(path: str) -> bool:
+  return any(os.path.exists(os.path.join(path, i)) for i in ITEMS)
+
+
+def _step_dirs(path: str) -> list[tuple[str, int | None]]:
+  """(directory, step) to try newest first; the step is None for a step directory under another
+  name (copied out, exported), whose state holds it."""
+  path = os.path.abspath(path)
+  if os.path.isdir(path) and _holds_items(path) and not os.path.basename(path).isdigit():
+    return [(path, None)]
+  directory, steps = checkpoint_steps(path)
+  return [(os.path.join(directory, str(step)), step) for step in steps]
 
 
 def _missing_items(step_dir: str) -> list[str]:
@@ -300,55 +340,89 @@ def restore_params(path: str, abstract_params: Callable[[ml_collections.ConfigDi
                    ) -> RestoredParams:
   """The parameters of the newest readable step under `path`, without the optimizer state.
 
-  `abstract_params(config)` gives the parameter tree as ShapeDtypeStructs with the shardings
-  to restore onto (any device count: orbax reshards). A workdir's newest unreadable step (files
-  missing or corrupt) is skipped for the one before it with a warning; an explicit step
-  directory that cannot be read is an error naming what is wrong.
+  `path` is a workdir, its checkpoints/, or one step directory under any name (an exported
+  checkpoint is one). `abstract_params(config)` gives the parameter tree as ShapeDtypeStructs
+  with the shardings to restore onto (any device count: orbax reshards). A workdir's newest
+  unreadable step (files missing or corrupt) is skipped for the one before it with one warning;
+  an explicit step directory that cannot be read is an error naming what is wrong. Relative
+  tokenizer paths in the config (an export's) are resolved against the step directory.
   """
-  directory, steps = checkpoint_steps(path)
-  manager = ocp.CheckpointManager(directory, item_names=ITEMS,
-                                  options=ocp.CheckpointManagerOptions(
-                                      create=False, enable_async_checkpointing=False))
   problems = []
-  try:
-    for step in steps:
-      step_dir = os.path.join(directory, str(step))
-      missing = _missing_items(step_dir)
-      if missing:
-        problems.append(f"{step_dir} is incomplete: missing {', '.join(missing)}")
-      else:
-        try:
-          restored = _restore_step(manager, step, abstract_params)
-          if problems:
-            logging.warning("Restored step %d instead: %s", step, "; ".join(problems))
-          return restored._replace(directory=step_dir)
-        except IncompatibleCheckpointError:
-          raise
-        except Exception as e:  # pylint: disable=broad-except  (any unreadable step falls back)
-          problems.append(f"{step_dir} is unreadable ({type(e).__name__}: {e})")
-      logging.warning("Checkpoint %s; trying the one before it", problems[-1])
-  finally:
-    manager.close()
+  for step_dir, step in _step_dirs(path):
+    missing = _missing_items(step_dir)
+    if missing:
+      problems.append(f"{step_dir} is incomplete: missing {', '.join(missing)}")
+    else:
+      try:
+        with quiet_failures():
+          restored = _restore_step(step_dir, step, abstract_params)
+        if problems:
+          logging.warning("Restored step %d instead: %s", restored.step, "; ".join(problems))
+        return restored
+      except IncompatibleCheckpointError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  (any unreadable step falls back)
+        problems.append(f"{step_dir} is unreadable ({type(e).__name__}: {_first_line(e)})")
   raise UnreadableCheckpointError("No readable checkpoint at " + path + ":\n  "
                                   + "\n  ".join(problems))
 
 
-def _restore_step(manager: ocp.CheckpointManager, step: int,
+@contextlib.contextmanager
+def unzipped(path: str):
+  """The checkpoint folder inside the zip file `path`, extracted to a temporary directory that
+  is deleted on exit (a zip of a folder, or of the folder's contents)."""
+  with tempfile.TemporaryDirectory(prefix="memreasoner_jax_") as tmp:
+    with zipfile.ZipFile(path) as archive:
+      archive.extractall(tmp)
+    entries = os.listdir(tmp)
+    one = len(entries) == 1 and os.path.isdir(os.path.join(tmp, entries[0]))
+    yield os.path.join(tmp, entries[0]) if one and not _holds_items(tmp) else tmp
+
+
+def save_params(directory: str, params: Any, step: int, config: ml_collections.ConfigDict,
+                metadata: dict[str, Any]) -> None:
+  """An inference-only step directory: parameters and step, config and metadata (no optimizer
+  state, no data position); `restore_params` reads it."""
+  checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+  try:
+    checkpointer.save(directory, args=ocp.args.Composite(
+        state=ocp.args.StandardSave({"params": params, "step": np.array(step, np.int32)}),
+        config=ocp.args.JsonSave(json.loads(config.to_json())),
+        metadata=ocp.args.JsonSave(metadata)))
+  finally:
+    checkpointer.close()
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).strip().splitlines() or [""])[0]
+
+
+def _restore_step(step_dir: str, step: int | None,
                   abstract_params: Callable[[ml_collections.ConfigDict], Any]) -> RestoredParams:
-  saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore(),
-                                                        metadata=ocp.args.JsonRestore()))
-  config = ml_collections.ConfigDict(saved.config)
-  config.lock()
-  target = abstract_params(config)
-  diff = differences(saved.metadata, {**saved.metadata, **_model_fields(config, target)})
-  if diff:
-    raise IncompatibleCheckpointError(
-        f"Checkpoint step {step} in {manager.directory} does not match the model its own config "
-        "builds with this version of the code:\n  " + "\n  ".join(diff[:20]))
-  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      item={"params": target}, restore_args=ocp.checkpoint_utils.construct_restore_args(
-          {"params": target}), partial_restore=True))).state
-  return RestoredParams(state["params"], config, saved.metadata, step, "")
+  checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+  try:
+    saved = checkpointer.restore(step_dir, args=ocp.args.Composite(
+        config=ocp.args.JsonRestore(), metadata=ocp.args.JsonRestore()))
+    config = ml_collections.ConfigDict(saved.config)
+    for field in TOKENIZER_FIELDS:
+      spec = config.data.get(field, "")
+      if spec and not os.path.isabs(spec) and os.path.exists(os.path.join(step_dir, spec)):
+        config.data[field] = os.path.join(step_dir, spec)
+    config.lock()
+    target = abstract_params(config)
+    diff = differences(saved.metadata, {**saved.metadata, **_model_fields(config, target)})
+    if diff:
+      raise IncompatibleCheckpointError(
+          f"Checkpoint {step_dir} does not match the model its own config builds with this "
+          "version of the code:\n  " + "\n  ".join(diff[:20]))
+    item = {"params": target, "step": np.zeros((), np.int32)}
+    state = checkpointer.restore(step_dir, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+        partial_restore=True))).state
+  finally:
+    checkpointer.close()
+  return RestoredParams(state["params"], config, saved.metadata,
+                        int(state["step"]) if step is None else step, step_dir)
 
 
 class Preemption:

@@ -22,6 +22,7 @@ from memreasoner_jax import metric_writers
 from memreasoner_jax.models import losses
 from memreasoner_jax.models import memreasoner as model_lib
 from memreasoner_jax import train
+from tests import infer_testing
 from tests import toy_batches
 from tests import train_testing
 
@@ -122,7 +123,19 @@ def test_checkpoint_of_another_model_is_refused_naming_the_difference(tmp_path):
 
 def test_indivisible_global_batch_is_refused_before_any_work(tmp_path):
   with pytest.raises(ValueError, match="data.global_batch=12 does not divide over the 8 devices"):
-    train.train_and_evaluate(_config(**{"data.global_batch": 12}), str(tmp_path))
+    train.train_and_evaluate(_config(**{"data.global_batch": 12}), str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+def test_rerunning_a_finished_run_changes_nothing(qa1_checkpoint, tmp_path, caplog):
+  workdir = tmp_path / "run"
+  shutil.copytree(qa1_checkpoint.workdir, workdir)
+  before = (workdir / "metrics.jsonl").read_bytes()
+  results = train.train_and_evaluate(infer_testing.config(), str(workdir))
+  assert (workdir / "metrics.jsonl").read_bytes() == before
+  assert "Nothing to do" in caplog.text and "step 240 of training.num_steps=240" in caplog.text
+  assert {k.split("/")[-1]: v for k, v in results.items()
+          if k.startswith("eval/qa1/")} == qa1_checkpoint.scores
 
 
 def _save_steps(workdir, steps, metadata):

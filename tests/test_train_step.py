@@ -1,5 +1,7 @@
 """The jitted train step over meshes of 1 and 8 devices, recompilation, batch checks, fsdp;
-evaluation's decoding of questions and answers."""
+evaluation's decoding of questions and answers; how the devices are named."""
+
+import types
 
 import jax
 import jax.numpy as jnp
@@ -74,6 +76,30 @@ def test_mesh_sizes_are_checked(config):
   bad.fsdp = 3
   with pytest.raises(ValueError, match="mesh.fsdp=3"):
     sharding_lib.make_mesh(bad)
+
+
+def _device(platform, kind):
+  return types.SimpleNamespace(platform=platform, device_kind=kind)
+
+
+def test_devices_are_named_by_count_and_kind():
+  assert sharding_lib.describe_devices([_device("cpu", "cpu")]) == "1 CPU device"
+  assert sharding_lib.describe_devices([_device("gpu", "NVIDIA H100 80GB HBM3")] * 8) == (
+      "8 NVIDIA H100 80GB HBM3 devices")
+  assert sharding_lib.describe_devices(jax.devices()) == "8 CPU devices"
+
+
+def test_a_cpu_only_jax_on_a_gpu_or_tpu_host_is_warned_about():
+  none = {"exists": lambda path: False, "which": lambda name: None, "find": lambda pattern: []}
+  gpu = {**none, "exists": lambda path: path == "/dev/nvidia0"}
+  tpu = {**none, "find": lambda pattern: ["/dev/accel0"] if pattern == "/dev/accel*" else []}
+  assert "NVIDIA GPU" in sharding_lib.cpu_only_warning("cpu", **gpu)
+  assert "'.[cuda]'" in sharding_lib.cpu_only_warning(
+      "cpu", **{**none, "which": lambda name: "/usr/bin/nvidia-smi"})
+  assert "'.[tpu]'" in sharding_lib.cpu_only_warning("cpu", **tpu)
+  assert sharding_lib.cpu_only_warning("cpu", **none) is None
+  assert sharding_lib.cpu_only_warning("gpu", **gpu) is None
+  assert sharding_lib.cpu_only_warning("cpu", "cpu", **gpu) is None  # JAX_PLATFORMS chose it
 
 
 def test_fsdp_splits_large_arrays_and_replicates_small_ones(config):
