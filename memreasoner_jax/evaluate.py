@@ -32,12 +32,11 @@ def make_eval_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
   """jit((params, batch) -> (example-weighted metric sums, greedy tokens_BxN))."""
 
   def eval_step(params, batch):
-    _, metrics = model.loss(params, batch, None, 0, loss_cfg)
-    weight_B = batch["example_weight_B"]
-    count = jnp.sum(weight_B)
+    # One call: the model reads each context once for both the losses and the answers.
+    _, metrics, generated = model.loss_and_generate(params, batch, loss_cfg, max_new_tokens)
+    count = jnp.sum(batch["example_weight_B"])
     sums = {f"{k}_sum": v * count for k, v in metrics.items()}
-    tokens_BxN = model.generate(params, batch, max_new_tokens).tokens_BxN
-    return {"count": count, **sums}, tokens_BxN
+    return {"count": count, **sums}, generated.tokens_BxN
 
   return jax.jit(eval_step,
                  in_shardings=(params_sharding, sharding.batch_sharding(mesh)),

@@ -53,7 +53,7 @@ def test_cached_generation_equals_full_recompute(setup):
   config, _, batch, params = setup
   model = baseline.Baseline(config.model, chunk=128)
   max_new = 5
-  tokens_BxN, logits_BxNxV = jax.jit(model.generate, static_argnums=2)(params, batch, max_new)
+  tokens_BxN, logits_BxNxV, _ = jax.jit(model.generate, static_argnums=2)(params, batch, max_new)
   # Reference: the whole growing sequence through the decoder at every step, no cache (causal
   # attention: what follows a position does not change its logits).
   apply = jax.jit(lambda t: model.decoder.apply({"params": params["decoder"]}, t,

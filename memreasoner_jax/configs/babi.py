@@ -144,6 +144,8 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   # Greedy answer tokens generated per held-out question (A + this must fit decoder.max_len).
   config.eval.max_new_tokens = 24 if vt else 16
+  # The answer loss scores as many positions after the prompt as are generated.
+  config.loss.answer_positions = config.eval.max_new_tokens
   config.eval.num_samples = 3  # decoded held-out answers printed at each evaluation
 
   if "baseline" in options:

@@ -42,6 +42,10 @@ class Model(Protocol):
   def generate(self, params: Params, batch: Batch, max_new_tokens: int) -> Generated:
     """Greedy answers after each example's prompt."""
 
+  def loss_and_generate(self, params: Params, batch: Batch, cfg: ml_collections.ConfigDict,
+                        max_new_tokens: int) -> tuple[jax.Array, dict[str, jax.Array], Generated]:
+    """`loss` without noise and `generate` from one reading of the context (evaluation)."""
+
 
 def check_dtype(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError for a compute dtype training cannot use.

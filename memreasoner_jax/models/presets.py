@@ -32,6 +32,9 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # (memreasoner_jax/models/baseline.py; needs data.sequence_tokens and a decoder.max_len to match).
   cfg.kind = "memreasoner"
   cfg.dtype = "float32"  # compute dtype: float32, or bfloat16 on accelerators
+  # Attention implementation (models/attention.py): xla (any device) or cudnn (the fused kernel,
+  # NVIDIA GPUs only, bf16 inputs).
+  cfg.attention = "xla"
   cfg.latent_size = latent  # C, the width of every line latent, query and readout
 
   cfg.encoder = ml_collections.ConfigDict()
