@@ -26,14 +26,17 @@ setuptools.setup(
         "safetensors>=0.4",  # Hugging Face checkpoints (hf_weights); small, no torch needed
         "matplotlib>=3.8",  # figures of sweeps and evaluation grids (Agg backend)
         "tqdm>=4.66",  # the evaluation grid's progress bar
+        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     ],
     extras_require={
         "test": [
             "pytest>=8",
             "pytest-xdist>=3",
+            "pytest-timeout>=2.3",  # pytest.ini's per-test timeout: a hang fails that test
             "pyyaml>=6",  # reads the generated Kubernetes manifests back
-            "tensorboard>=2.16",  # reads our hand-written event files back with its own reader
-            # Parity with the originals: the CPU torch build (an unpinned torch pulls CUDA, GBs).
+            "tensorboard>=2.16",  # reads our event files back with its own reader
+            # Parity with the originals. PyPI's Linux x86_64 wheel is the CUDA build (GBs);
+            # BUILD_NOTES.md gives the CPU install line.
             "torch==2.13.0",
             "transformers>=5",
             "tokenizers>=0.20",

@@ -3,9 +3,9 @@
 Layout: `models/` holds the model (encoder, temporal encoding, Larimar's memory, hops, decoder,
 their composition and the full-attention baseline, all behind one protocol); the flat core
 trains (`main`, `train`, `input_pipeline`, `sharding`, `optimizer`, `checkpointing`,
-`metric_writers`), evaluates (`evaluate`, `eval_grid`) and answers (`inference`); `data/` and
-`tasks/` make the examples; `pretrained/` imports Hugging Face weights; `tools/` holds the
-benchmarks and the summary. `load(path)` returns a `Reasoner` that answers questions with a
+`metric_writers`), evaluates (`evaluate`, `eval_grid`), answers (`inference`) and packs a
+checkpoint for inference (`export`); `data/` and `tasks/` make the examples; `pretrained/`
+imports Hugging Face weights; `tools/` holds the benchmarks and the summary. `load(path)` returns a `Reasoner` that answers questions with a
 trained checkpoint.
 """
 

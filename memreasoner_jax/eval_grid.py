@@ -100,7 +100,7 @@ def _read_cache(path: str, settings: dict[str, Any]) -> dict[str, dict[str, Any]
   return cache["cells"]
 
 
-def _write_json(path: str, value: Any) -> None:
+def write_json(path: str, value: Any) -> None:
   """Written to a temporary file and renamed, so an interruption never leaves half a file."""
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump(value, f, indent=1)
@@ -130,7 +130,7 @@ def run(answer_fn: AnswerFn, out_dir: str, cells: Sequence[Cell], *, num: int, s
     for cell in todo:
       bar.set_postfix_str(cell.key)
       done[cell.key] = evaluate_cell(answer_fn, cell, num, seed, distractors)
-      _write_json(cache_path, {"settings": settings, "cells": done})
+      write_json(cache_path, {"settings": settings, "cells": done})
       bar.update()
   rows = [done[c.key] for c in cells]
   write_outputs(rows, out_dir, title=model_id)
@@ -176,15 +176,20 @@ def plot(rows: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
   plt.close(fig)
 
 
-def write_outputs(rows: Sequence[dict[str, Any]], out_dir: str, title: str = "") -> None:
-  """results.json, results.csv, results.md and results.png in `out_dir`."""
-  json_path, csv_path, md_path, png_path = (os.path.join(out_dir, n) for n in OUTPUTS)
-  _write_json(json_path, list(rows))
-  columns = [k for k in rows[0] if k != "sample"]
-  with open(csv_path, "w", newline="", encoding="utf-8") as f:
+def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
+  """One line per row; nested values (samples, lists) are left out."""
+  columns = [k for k, v in rows[0].items() if not isinstance(v, (dict, list))]
+  with open(path, "w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
+
+
+def write_outputs(rows: Sequence[dict[str, Any]], out_dir: str, title: str = "") -> None:
+  """results.json, results.csv, results.md and results.png in `out_dir`."""
+  json_path, csv_path, md_path, png_path = (os.path.join(out_dir, n) for n in OUTPUTS)
+  write_json(json_path, list(rows))
+  write_csv(rows, csv_path)
   with open(md_path, "w", encoding="utf-8") as f:
     f.write(markdown_table(rows))
   plot(rows, png_path, title)

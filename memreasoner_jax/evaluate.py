@@ -17,7 +17,6 @@ import numpy as np
 
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import pipeline
-from memreasoner_jax.data import tokenizers
 from memreasoner_jax import models
 from memreasoner_jax import sharding
 from memreasoner_jax.tasks.example import Example
@@ -33,12 +32,11 @@ def make_eval_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
   """jit((params, batch) -> (example-weighted metric sums, greedy tokens_BxN))."""
 
   def eval_step(params, batch):
-    _, metrics = model.loss(params, batch, None, 0, loss_cfg)
-    weight_B = batch["example_weight_B"]
-    count = jnp.sum(weight_B)
+    # One call: the model reads each context once for both the losses and the answers.
+    _, metrics, generated = model.loss_and_generate(params, batch, loss_cfg, max_new_tokens)
+    count = jnp.sum(batch["example_weight_B"])
     sums = {f"{k}_sum": v * count for k, v in metrics.items()}
-    tokens_BxN = model.generate(params, batch, max_new_tokens).tokens_BxN
-    return {"count": count, **sums}, tokens_BxN
+    return {"count": count, **sums}, generated.tokens_BxN
 
   return jax.jit(eval_step,
                  in_shardings=(params_sharding, sharding.batch_sharding(mesh)),
@@ -58,18 +56,20 @@ def score(task: str, output: str, target: str, question: str,
   return scores
 
 
-def _texts(tok: tokenizers.Tokenizer, batch: batching.Batch, tokens_BxN: np.ndarray):
+def _texts(batcher: batching.Batcher, batch: batching.Batch, tokens_BxN: np.ndarray):
   """(output, target, question) strings of each row of this host's batch."""
+  dec = batcher.decoder_tokenizer
   for b in range(tokens_BxN.shape[0]):
     target = batch["answer_BxA"][b][batch["answer_mask_BxA"][b]]
-    yield tok.decode(tokens_BxN[b]), tok.decode(target), tok.decode(batch["query_BxQ"][b])
+    # The query is in the encoder's ids, which need not be the decoder's.
+    question = batcher.encoder_tokenizer.decode_sequence(batch["query_BxQ"][b])
+    yield batching.answer_text(dec, tokens_BxN[b]), batching.answer_text(dec, target), question
 
 
 def evaluate(eval_step: EvalStep, params: Any, task: str, examples: list[Example],
              batcher: batching.Batcher, global_batch: int, mesh: jax.sharding.Mesh,
              num_samples: int = 0) -> dict[str, float]:
   """Mean losses and answer scores (in %) over one held-out split, on every host alike."""
-  tok = batcher.decoder_tokenizer
   sums: dict[str, float] = {}
   host_scores = dict.fromkeys(score(task, "", "", ""), 0.0)
   samples = []
@@ -80,7 +80,7 @@ def evaluate(eval_step: EvalStep, params: Any, task: str, examples: list[Example
     local_tokens = multihost_utils.global_array_to_host_local_array(
         tokens_BxN, mesh, jax.sharding.PartitionSpec(sharding.BATCH_AXES))
     for weight, (output, target, question) in zip(
-        local["example_weight_B"], _texts(tok, local, np.asarray(local_tokens))):
+        local["example_weight_B"], _texts(batcher, local, np.asarray(local_tokens))):
       if weight > 0:
         for k, v in score(task, output, target, question).items():
           host_scores[k] += v

@@ -1,7 +1,7 @@
 """Answering questions with a trained checkpoint: `load(path) -> Reasoner`.
 
   import memreasoner_jax
-  reasoner = memreasoner_jax.load("/tmp/qa1_tiny")  # a workdir, or one checkpoints/<step>
+  reasoner = memreasoner_jax.load("/tmp/qa1_tiny")  # a workdir, one step, an export, a .zip
   reasoner.answer("Mary went to the kitchen.\nJohn moved to the garden.", "Where is Mary?")
   print(reasoner.explain(story, "Where is Mary?"))   # the lines each hop read, then the answer
 
@@ -19,7 +19,10 @@ encoder encodes `model.encoder.encode_chunk` lines at a time, and a batch holds 
 
 from collections.abc import Sequence
 import dataclasses
+import functools
+import os
 from typing import Any
+import zipfile
 
 import jax
 import ml_collections
@@ -206,7 +209,7 @@ class Reasoner:
   def _run(self, examples: list[Example]) -> list[tuple[str, np.ndarray]]:
     """(answer, sims_HxE) per example, in order."""
     results = []
-    decode = self._batcher.decoder_tokenizer.decode
+    decode = lambda ids: batching.answer_text(self._batcher.decoder_tokenizer, ids)
     for group in self._groups(examples):
       padded = group + group[:1] * (self._batch_rows(len(group)) - len(group))
       local = self._batcher(padded, num_lines=self._line_bucket(
@@ -218,22 +221,33 @@ class Reasoner:
 
 
 def load(path: str, devices: Sequence[jax.Device] | None = None) -> Reasoner:
-  """A Reasoner from a training workdir (its newest readable step) or one step directory.
+  """A Reasoner from a training workdir (its newest readable step), one step directory under
+  any name (copied out of checkpoints/, or written by `memreasoner_jax.export`), or a .zip of one.
 
   The parameters are restored replicated onto `devices` (default: this process's devices),
   whatever mesh wrote them; the model, tokenizers and decoding length come from the
   checkpoint's own config. The optimizer state is not read.
   """
-  mesh = sharding_lib.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}),
-                            devices or jax.local_devices())
-
-  def abstract_params(config: ml_collections.ConfigDict) -> Any:
-    model = models.build(config.model)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), model.batch_shapes())
-    shardings = sharding_lib.state_shardings(shapes, mesh, config.mesh.fsdp_min_size)
-    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                        shapes, shardings)
-
-  restored = checkpointing.restore_params(path, abstract_params)
+  if os.path.isfile(path) and zipfile.is_zipfile(path):
+    with checkpointing.unzipped(path) as root:
+      reasoner = load(root, devices)  # reads the tokenizer files before they are deleted
+    reasoner.directory = os.path.abspath(path)
+    return reasoner
+  mesh = replicated_mesh(devices or jax.local_devices())
+  restored = checkpointing.restore_params(path, functools.partial(abstract_params, mesh=mesh))
   return Reasoner(restored.params, restored.config, mesh, step=restored.step,
                   directory=restored.directory)
+
+
+def replicated_mesh(devices: Sequence[jax.Device]) -> jax.sharding.Mesh:
+  """A data-parallel mesh over `devices`: parameters replicated, batches split."""
+  return sharding_lib.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}), devices)
+
+
+def abstract_params(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Any:
+  """The parameters `config` builds, as ShapeDtypeStructs sharded over `mesh`."""
+  model = models.build(config.model)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), model.batch_shapes())
+  shardings = sharding_lib.state_shardings(shapes, mesh, config.mesh.fsdp_min_size)
+  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                      shapes, shardings)

@@ -16,8 +16,6 @@ from memreasoner_jax.tasks.example import Example
 from memreasoner_jax.tasks import haystack
 from memreasoner_jax.tasks import registry
 
-TRAIN_FILLER_SOURCE = "builtin:train"  # never the evaluation filler ("builtin" = builtin:test)
-
 
 def task_names(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
   """The tasks of `data.tasks` ('qa1+qa2' -> ('qa1', 'qa2'))."""
@@ -47,7 +45,7 @@ def _fit_lines(examples: list[Example], cfg: ml_collections.ConfigDict) -> list[
 
 def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
   """The training split of every task, with 0..train_filler_max filler sentences per example."""
-  source = distractors.get_source(TRAIN_FILLER_SOURCE) if cfg.train_filler_max > 0 else None
+  source = distractors.get_source(cfg.train_filler) if cfg.train_filler_max > 0 else None
   examples = []
   for task in task_names(cfg):
     for example in registry.generate(task, "train", cfg.train_examples, cfg.train_seed):

@@ -6,12 +6,17 @@ Multi-host: on SLURM, Cloud TPU pods and Open MPI nothing more is needed; elsewh
 process per host with --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
+import difflib
+import os
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+import ml_collections
 from ml_collections import config_flags
+# The parser behind --config, to read the file again and name a key it lacks.
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 import jax
 
 from memreasoner_jax import checkpointing
@@ -38,7 +43,8 @@ def main(argv):
                                   _JOIN_TIMEOUT.value)
   try:
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (train.NonFiniteLossError, checkpointing.IncompatibleCheckpointError) as e:
+  except (train.NonFiniteLossError, checkpointing.IncompatibleCheckpointError,
+          checkpointing.WorkdirLockedError, sharding.MeshConfigError, NotADirectoryError) as e:
     logging.error("%s", e)
     sys.exit(f"ERROR: {e}")
   if jax.process_index() == 0:
@@ -63,5 +69,58 @@ def final_scores(results: dict[str, float]) -> list[str]:
   return lines
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with one short error for a config file that does not load, a config
+  key it lacks, or a config argument its get_config refuses (instead of a traceback)."""
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error as e:
+    # A config file's own error arrives wrapped around its whole traceback; its last line says it.
+    message = str(e).strip().splitlines()[-1].strip()
+    sys.exit(f"ERROR: {message}\nPass --helpshort or --helpfull to see help on flags.")
+  except (AttributeError, KeyError, OSError) as e:
+    sys.exit(config_error(argv) or f"ERROR: {e}")
+  if not isinstance(_CONFIG.value, ml_collections.ConfigDict):  # the file did not load
+    sys.exit(config_error(argv) or f"ERROR: the config {_CONFIG.value} did not load")
+  return rest
+
+
+def _config_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  keys = []
+  for name, value in config.items():
+    keys.append(prefix + name)
+    if isinstance(value, ml_collections.ConfigDict):
+      keys += _config_keys(value, f"{prefix}{name}.")
+  return keys
+
+
+def config_error(argv: list[str]) -> str | None:
+  """Names a --config file that does not exist or a --config.KEY the file's config lacks, with
+  the closest name there is; None when neither is wrong."""
+  spec = ""
+  for arg, following in zip(argv, argv[1:] + [""]):
+    if arg in ("--config", "-config"):
+      spec = following
+    elif arg.startswith(("--config=", "-config=")):
+      spec = arg.split("=", 1)[1]
+  path = spec.split(":", 1)[0]
+  if not os.path.isfile(path):
+    folder = os.path.dirname(path) or "."
+    files = [os.path.join(os.path.dirname(path), n) for n in sorted(os.listdir(folder))
+             if n.endswith(".py")] if os.path.isdir(folder) else []
+    close = difflib.get_close_matches(path, files, n=1)
+    return (f"ERROR: config file {path} not found (--config={spec}, from {os.getcwd()})"
+            + (f"; did you mean {close[0]}?" if close else ""))
+  keys = _config_keys(ConfigFileFlagParser("config").parse(spec))
+  for arg in argv:
+    key = arg.split("=", 1)[0].lstrip("-").removeprefix("no")
+    if key.startswith("config.") and key[len("config."):] not in keys:
+      key = key[len("config."):]
+      close = difflib.get_close_matches(key, keys, n=1)
+      return (f"ERROR: unknown config key {key} (--config.{key}): the config of {spec} has no "
+              "such field" + (f"; did you mean {close[0]}?" if close else ""))
+  return None
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,97 +1,31 @@
-"""Metrics to disk: JSON lines always, TensorBoard event files without TensorFlow.
+"""Metrics to disk: JSON lines always, TensorBoard event files through tensorboardX.
 
 Only process 0 writes; the other processes get writers that drop everything, so the training
 loop never asks which process it is on.
-
-The event file is written by hand: a TFRecord stream (length, masked CRC-32C, payload, masked
-CRC-32C) of `Event` protocol buffers holding scalar `Summary` values. That is all TensorBoard
-needs to plot scalars, and it saves a TensorFlow (or tensorboardX + protobuf) dependency.
 """
 
 import json
 import os
-import socket
-import struct
 import time
 
 import jax
-
-_CRC32C_POLY = 0x82F63B78  # Castagnoli, reflected
-_CRC32C_TABLE = []
-for _byte in range(256):
-  _crc = _byte
-  for _ in range(8):
-    _crc = (_crc >> 1) ^ (_CRC32C_POLY if _crc & 1 else 0)
-  _CRC32C_TABLE.append(_crc)
-
-
-def crc32c(data: bytes) -> int:
-  crc = 0xFFFFFFFF
-  for b in data:
-    crc = _CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-  return crc ^ 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-  """TFRecord's CRC: rotated and offset so a CRC of CRCs does not look like data."""
-  crc = crc32c(data)
-  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _varint(n: int) -> bytes:
-  out = bytearray()
-  while True:
-    byte, n = n & 0x7F, n >> 7
-    out.append(byte | (0x80 if n else 0))
-    if not n:
-      return bytes(out)
-
-
-def _field(number: int, wire_type: int, payload: bytes) -> bytes:
-  """One protobuf field; wire type 2 (length-delimited) gets its length prefix."""
-  key = _varint(number << 3 | wire_type)
-  return key + (_varint(len(payload)) + payload if wire_type == 2 else payload)
-
-
-def event_proto(wall_time: float, step: int, scalars: dict[str, float] | None = None,
-                file_version: str | None = None) -> bytes:
-  """tensorflow.Event: wall_time=1 (double), step=2 (int64), file_version=3, summary=5.
-
-  Summary.value=1 holds Summary.Value messages with tag=1 (string), simple_value=2 (float).
-  """
-  out = _field(1, 1, struct.pack("<d", wall_time)) + _field(2, 0, _varint(step))
-  if file_version is not None:
-    out += _field(3, 2, file_version.encode())
-  if scalars:
-    values = b"".join(
-        _field(1, 2, _field(1, 2, tag.encode()) + _field(2, 5, struct.pack("<f", value)))
-        for tag, value in scalars.items())
-    out += _field(5, 2, values)
-  return out
-
-
-def tfrecord(payload: bytes) -> bytes:
-  length = struct.pack("<Q", len(payload))
-  return (length + struct.pack("<I", masked_crc32c(length)) + payload
-          + struct.pack("<I", masked_crc32c(payload)))
+import tensorboardX
 
 
 class TensorBoardWriter:
-  """Scalars into `logdir/events.out.tfevents.<time>.<host>`."""
+  """Scalars into an event file in `logdir` (tensorboardX; no TensorFlow needed)."""
 
   def __init__(self, logdir: str):
-    os.makedirs(logdir, exist_ok=True)
-    now = time.time()
-    self.path = os.path.join(logdir, f"events.out.tfevents.{int(now)}.{socket.gethostname()}")
-    self._file = open(self.path, "ab")
-    self._file.write(tfrecord(event_proto(now, 0, file_version="brain.Event:2")))
+    self._writer = tensorboardX.SummaryWriter(logdir)
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
-    self._file.write(tfrecord(event_proto(time.time(), step, scalars)))
-    self._file.flush()
+    for tag, value in scalars.items():
+      self._writer.add_scalar(tag, value, step)
+    # Visible in TensorBoard at each log step, like the JSON lines, not after flush_secs.
+    self._writer.flush()
 
   def close(self) -> None:
-    self._file.close()
+    self._writer.close()
 
 
 class JsonlWriter:

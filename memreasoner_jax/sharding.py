@@ -11,8 +11,12 @@ type and require the model's reshapes and gathers (lines -> B*E sequences, top-k
 take_along_axis) to state their output shardings.
 """
 
+import collections
+from collections.abc import Callable, Iterable
 import dataclasses
+import glob
 import os
+import shutil
 import threading
 
 from absl import logging
@@ -112,16 +116,46 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 1
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
+def describe_devices(devices: Iterable[jax.Device]) -> str:
+  """Count and kind, e.g. '1 CPU device', '8 TPU v4 devices', '8 NVIDIA H100 80GB HBM3 devices'."""
+  counts = collections.Counter(
+      d.platform.upper() if d.device_kind.lower() == d.platform else d.device_kind
+      for d in devices)
+  return ", ".join(f"{n} {kind} device{'s' if n > 1 else ''}" for kind, n in counts.items())
+
+
+def cpu_only_warning(backend: str, jax_platforms: str = "",
+                     exists: Callable[[str], bool] = os.path.exists,
+                     which: Callable[[str], str | None] = shutil.which,
+                     find: Callable[[str], list[str]] = glob.glob) -> str | None:
+  """A warning when JAX runs on the CPU of a host with an NVIDIA GPU or a TPU (the usual cause:
+  a CPU-only jax installed), unless JAX_PLATFORMS (`jax_platforms`) chose the CPU."""
+  if backend != "cpu" or jax_platforms:
+    return None
+  if exists("/dev/nvidia0") or which("nvidia-smi"):
+    found, extra = "an NVIDIA GPU", "cuda"
+  elif find("/dev/accel*"):
+    found, extra = "a TPU", "tpu"
+  else:
+    return None
+  return (f"This host has {found} but JAX runs on the CPU: the installed jax has no {extra} "
+          f"support. Install it with pip install -e '.[{extra}]'.")
+
+
+class MeshConfigError(ValueError):
+  """The config's mesh or batch sizes do not fit the devices this run has."""
+
+
 def make_mesh(cfg: ml_collections.ConfigDict,
               devices: list[jax.Device] | None = None) -> jax.sharding.Mesh:
   """The `data` x `fsdp` mesh over `devices` (default: every device of every host)."""
   devices = jax.devices() if devices is None else list(devices)
   n = len(devices)
   if cfg.fsdp < 1 or n % cfg.fsdp:
-    raise ValueError(f"config mesh.fsdp={cfg.fsdp} must be >= 1 and divide the {n} devices")
+    raise MeshConfigError(f"config mesh.fsdp={cfg.fsdp} must be >= 1 and divide the {n} devices")
   data = n // cfg.fsdp if cfg.data == -1 else cfg.data
   if data < 1 or data * cfg.fsdp != n:
-    raise ValueError(f"config mesh.data={cfg.data} x mesh.fsdp={cfg.fsdp} must equal the {n} "
+    raise MeshConfigError(f"config mesh.data={cfg.data} x mesh.fsdp={cfg.fsdp} must equal the {n} "
                      "devices (mesh.data=-1 takes all that fsdp leaves)")
   return jax.make_mesh((data, cfg.fsdp), (DATA, FSDP),
                        axis_types=(jax.sharding.AxisType.Auto,) * 2, devices=devices)
@@ -140,7 +174,7 @@ def check_global_batch(global_batch: int, mesh: jax.sharding.Mesh, name: str) ->
   """A global batch must split evenly over the devices and over the hosts."""
   devices, hosts = mesh.devices.size, jax.process_count()
   if global_batch % devices or global_batch % hosts:
-    raise ValueError(
+    raise MeshConfigError(
         f"config {name}={global_batch} does not divide over the {devices} devices of "
         f"{hosts} host(s); use a multiple of {np.lcm(devices, hosts)}")
 

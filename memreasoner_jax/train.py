@@ -124,24 +124,61 @@ def count_tokens(local: dict[str, np.ndarray], pad_id: int) -> int:
              + np.count_nonzero(local["answer_mask_BxA"]))
 
 
+def recorded_results(workdir: str, step: int) -> dict[str, float]:
+  """What metrics.jsonl recorded at `step` (empty where it holds nothing)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  results = {}
+  for record in metric_writers.read_jsonl(path) if os.path.exists(path) else []:
+    if record["step"] == step:
+      results.update({k: v for k, v in record.items() if k != "step"})
+  return results
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from `workdir` if it holds a checkpoint) and evaluates on held-out data.
 
-  Returns the metrics of the last log step and the last evaluation. Raises NonFiniteLossError
-  when the loss stops being finite (the last good checkpoint stays in `workdir`).
+  Returns the metrics of the last log step and the last evaluation; a workdir whose checkpoint
+  already reached training.num_steps is left as it is and what metrics.jsonl recorded at that
+  step is returned. Raises NonFiniteLossError when the loss stops being finite (the last good
+  checkpoint stays in `workdir`); before any work, and before `workdir` is created,
+  MeshConfigError when the batches do not divide over the devices, NotADirectoryError when
+  `workdir` is a file, and WorkdirLockedError when another run holds `workdir`.
   """
+  # Mesh: data parallel over every device of every host (+ optional fsdp axis).
+  mesh = sharding_lib.make_mesh(config.mesh)
+  sharding_lib.check_global_batch(config.data.global_batch, mesh, "data.global_batch")
+  sharding_lib.check_global_batch(config.data.eval_batch, mesh, "data.eval_batch")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(f"The workdir {workdir} is a file, not a directory")
+  os.makedirs(workdir, exist_ok=True)
+  with checkpointing.WorkdirLock(workdir):  # one checkpoints/ and metrics.jsonl, one writer
+    return _train_and_evaluate(config, workdir, mesh)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        mesh: jax.sharding.Mesh) -> dict[str, float]:
+  """The recipe, in a workdir this run holds, on a mesh its batches fit."""
   cfg = config
   if cfg.model.encoder.init_from or cfg.model.decoder.init_from:
     cfg = hf_import.configure(cfg)  # shapes and tokenizers follow the pretrained checkpoints
     hf_import.record_tokenizers(cfg)
-  os.makedirs(workdir, exist_ok=True)
+  ckpt = checkpointing.Checkpointer(workdir, cfg.training.keep_checkpoints)
+  finished = ckpt.latest_step()
+  if finished is not None and finished >= cfg.training.num_steps:
+    # Evaluating again would only append a duplicate row to metrics.jsonl.
+    ckpt.close()
+    logging.warning("Nothing to do: %s already holds step %d of training.num_steps=%d. Raise "
+                    "--config.training.num_steps to train on, or use a fresh --workdir.",
+                    ckpt.directory, finished, cfg.training.num_steps)
+    return recorded_results(workdir, finished)
   writer = metric_writers.MetricWriter(workdir)
   logging.info("Config:\n%s", cfg)
 
-  # Mesh: data parallel over every device of every host (+ optional fsdp axis).
-  mesh = sharding_lib.make_mesh(cfg.mesh)
-  sharding_lib.check_global_batch(cfg.data.global_batch, mesh, "data.global_batch")
-  sharding_lib.check_global_batch(cfg.data.eval_batch, mesh, "data.eval_batch")
+  logging.info("Running on %s", sharding_lib.describe_devices(jax.devices()))
+  warning = sharding_lib.cpu_only_warning(jax.default_backend(),
+                                          os.environ.get("JAX_PLATFORMS", ""))
+  if warning:
+    logging.warning("%s", warning)
   logging.info("Mesh %s over %d devices of %d process(es)", dict(mesh.shape), mesh.devices.size,
                jax.process_count())
 
@@ -168,9 +205,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state_sharding = sharding_lib.state_shardings(abstract_state, mesh, cfg.mesh.fsdp_min_size)
   metadata = checkpointing.model_metadata(
       cfg, abstract_state.params,
-      {"encoder": batcher.encoder_tokenizer.spec, "decoder": batcher.decoder_tokenizer.spec})
+      {"encoder": batcher.encoder_tokenizer, "decoder": batcher.decoder_tokenizer})
   logging.info("Model: %s parameters", f"{metadata['num_params']:,}")
-  ckpt = checkpointing.Checkpointer(workdir, cfg.training.keep_checkpoints)
   restored = ckpt.restore(jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
       abstract_state, state_sharding), metadata)

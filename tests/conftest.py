@@ -1,4 +1,4 @@
-"""Test setup: eight fake CPU devices, set before JAX starts."""
+"""Test setup: eight fake CPU devices, set before JAX starts; under CI=true no test may skip."""
 
 import os
 
@@ -8,6 +8,38 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # pylint: disable=wrong-import-position  (after the environment is set)
+
+
+def _in_ci() -> bool:
+  return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def _fail_if_skipped(report) -> None:
+  """Under CI=true a skip (a skip mark, importorskip, pytest.skip) is a failure naming why: CI
+  installs everything the tests need, so a skip there means something is missing."""
+  if not (_in_ci() and report.skipped) or hasattr(report, "wasxfail"):
+    return
+  reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+  report.outcome = "failed"
+  report.longrepr = f"skipped under CI=true, where nothing may skip: {reason}"
+
+
+def pytest_configure(config):
+  if _in_ci():  # a module that would have skipped fails, and the other modules still run
+    config.option.continue_on_collection_errors = True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # pylint: disable=unused-argument
+  outcome = yield
+  _fail_if_skipped(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):  # pylint: disable=unused-argument
+  """Module-level skips (importorskip at import, a skipping module) happen at collection."""
+  outcome = yield
+  _fail_if_skipped(outcome.get_result())
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,8 @@ def test_sequence_field_is_the_context_then_the_answer_prompt(setup):
   tok = tokenizers.from_spec("byte")
   for b, ex in enumerate(examples):
     prompt_len = batch["sequence_prompt_len_B"][b]
-    assert tok.decode(batch["sequence_BxL"][b, :prompt_len]) == batching.context_prompt(ex)
+    prompt, _ = batching.split_at_space(tok, batching.context_prompt(ex), ex.answer)
+    assert tok.decode_sequence(batch["sequence_BxL"][b, :prompt_len]) == prompt
     answer = batch["sequence_BxL"][b][batch["sequence_mask_BxL"][b]]
     assert tok.decode(answer) == ex.answer
   assert batch["sequence_BxL"].shape == (3, config.data.sequence_tokens)
@@ -52,7 +53,7 @@ def test_cached_generation_equals_full_recompute(setup):
   config, _, batch, params = setup
   model = baseline.Baseline(config.model, chunk=128)
   max_new = 5
-  tokens_BxN, logits_BxNxV = jax.jit(model.generate, static_argnums=2)(params, batch, max_new)
+  tokens_BxN, logits_BxNxV, _ = jax.jit(model.generate, static_argnums=2)(params, batch, max_new)
   # Reference: the whole growing sequence through the decoder at every step, no cache (causal
   # attention: what follows a position does not change its logits).
   apply = jax.jit(lambda t: model.decoder.apply({"params": params["decoder"]}, t,

@@ -1,11 +1,17 @@
 """Batching: the batch contract's keys, shapes, token layout, masks and errors."""
 
+import jax
+import ml_collections
 import numpy as np
 import pytest
 
+from memreasoner_jax.configs import babi
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import lines
 from memreasoner_jax.data import tokenizers
+from memreasoner_jax import inference
+from memreasoner_jax import input_pipeline as input_lib
+from memreasoner_jax import sharding
 from memreasoner_jax.tasks.example import Example
 from tests import data_fixtures
 
@@ -15,7 +21,7 @@ SHAPE = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40, s
 
 
 def _text(row) -> str:
-  return BYTE.decode(row)
+  return BYTE.decode_sequence(row)
 
 
 def test_contract_shapes_dtypes_and_layout():
@@ -52,7 +58,7 @@ def test_answer_sequence_prompt_and_mask():
   predicted = seq[mask]
   assert predicted.tolist() == BYTE.encode(ex.answer) + [BYTE.eos_id]
   assert not mask[:prompt_len].any() and (seq[~mask][prompt_len:] == BYTE.pad_id).all()
-  assert BYTE.decode(seq) == ex.question + " " + ex.answer
+  assert BYTE.decode_sequence(seq) == ex.question + " " + ex.answer
 
 
 def test_different_decoder_tokenizer():
@@ -107,6 +113,18 @@ def test_encoder_without_pad_is_rejected():
     batching.Batcher(SHAPE, NoPad())
 
 
+def test_encoder_whose_pad_is_not_0_is_rejected_naming_the_file(tmp_path):
+  hf = pytest.importorskip("tokenizers")
+  words = ["<s>", "<pad>", "</s>", "<unk>", "mary", "went"]  # RoBERTa's order: <pad> is 1
+  tok = hf.Tokenizer(hf.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+  path = str(tmp_path / "tokenizer.json")
+  tok.save(path)
+  roberta = tokenizers.from_spec(path)
+  with pytest.raises(ValueError, match=rf"{path} pads with id 1.*id 0"):
+    batching.Batcher(SHAPE, roberta)
+  batching.Batcher(SHAPE, BYTE, roberta)  # as the decoder's tokenizer its padding is masked
+
+
 def test_split_long_lines_moves_support_and_fits():
   ex = Example(("A fact.", "word " * 30 + "x" * 25, "Mary went to the garden.", "Ü" * 20),
                "Where is Mary?", "garden", (2, 0), "qa1", 4)
@@ -118,3 +136,24 @@ def test_split_long_lines_moves_support_and_fits():
   assert lines.split_long_lines(ex, 1000) is ex
   with pytest.raises(ValueError, match=r"Supporting line 2 of example qa1\[4\]"):
     lines.split_long_lines(ex, 10)
+
+
+def test_training_and_inference_build_the_same_prompt_without_a_lone_space(tmp_path):
+  cfg = babi.get_config("qa2,tiny")
+  cfg.data.decoder_tokenizer = str(tmp_path)
+  gpt2 = data_fixtures.gpt2_style_tokenizer(tmp_path)
+  ex = data_fixtures.QA2_STORY
+  train_batch = input_lib.make_batcher(cfg.data)([ex])
+  mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}), jax.devices()[:1])
+  reasoner = inference.Reasoner(None, cfg, mesh, step=0, directory=str(tmp_path))
+  # The Reasoner's own path from a question to a batch, as answer() takes it.
+  infer_batch = reasoner._batcher(reasoner._examples([ex.context], [ex.question], ("c", "q")))
+  prompt_len = train_batch["prompt_len_B"][0]
+  assert infer_batch["prompt_len_B"][0] == prompt_len
+  prompt = train_batch["answer_BxA"][0, :prompt_len].tolist()
+  assert infer_batch["answer_BxA"][0, :prompt_len].tolist() == prompt
+  assert prompt[1:] == gpt2.encode(ex.question) and prompt[-1] != gpt2.encode(" ")[0]
+  # The answer is tokenized as GPT-2 tokenizes it in running text: " hallway".
+  predicted = train_batch["answer_BxA"][0][train_batch["answer_mask_BxA"][0]].tolist()
+  assert predicted == gpt2.encode(" " + ex.answer) + [gpt2.eos_id]
+  assert batching.answer_text(gpt2, predicted) == ex.answer

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from memreasoner_jax.data import tokenizers
+from tests import data_fixtures
 
 
 def _minilm_dir():
@@ -28,8 +29,8 @@ def test_byte_ids_and_round_trip():
   text = "Zorblax went to the qwertyroom. Über café!"
   ids = tok.encode(text)
   assert min(ids) >= 4 and max(ids) < 260
-  assert tok.decode([tok.bos_id] + ids + [tok.eos_id] + tok.encode("after eos")) == text
-  assert tok.decode(np.array([tok.bos_id, *tok.encode("hi"), tok.pad_id])) == "hi"
+  assert tok.decode_sequence([tok.bos_id] + ids + [tok.eos_id] + tok.encode("after eos")) == text
+  assert tok.decode_sequence(np.array([tok.bos_id, *tok.encode("hi"), tok.pad_id])) == "hi"
 
 
 def test_encode_ragged_matches_encode():
@@ -53,7 +54,7 @@ def test_bert_wordpiece_roles(where):
   assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.vocab_size) == (0, 101, 102, 30522)
   ids = tok.encode("John moved to the bathroom.")
   assert ids == [2198, 2333, 2000, 1996, 5723, 1012]  # No [CLS]/[SEP], no padding to 128.
-  assert tok.decode([101, *ids, 102, 0, 0]) == "john moved to the bathroom."
+  assert tok.decode_sequence([101, *ids, 102, 0, 0]) == "john moved to the bathroom."
   assert tokenizers.from_spec(tok.spec).encode("x y") == tok.encode("x y")
   long_text = " ".join(["word"] * 600)
   assert len(tok.encode(long_text)) == 600  # The file's truncation at 128 is switched off.
@@ -62,15 +63,17 @@ def test_bert_wordpiece_roles(where):
 
 
 def test_gpt2_style_files(tmp_path):
-  hf = pytest.importorskip("tokenizers")
-  bpe = hf.Tokenizer(hf.models.BPE())
-  bpe.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
-  trainer = hf.trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                   initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet())
-  bpe.train_from_iterator(["Mary moved to the bathroom. John went to the garden."] * 20, trainer)
-  bpe.model.save(str(tmp_path))
-  tok = tokenizers.from_spec(str(tmp_path))
+  tok = data_fixtures.gpt2_style_tokenizer(tmp_path)
   eot = tok.encode("<|endoftext|>")
   assert tok.bos_id == tok.eos_id == tok.pad_id == 0 and eot == [0]
   ids = tok.encode("Mary moved to the kitchen.")
-  assert tok.decode([tok.bos_id, *ids, tok.eos_id, 5]) == "Mary moved to the kitchen."
+  assert tok.decode_sequence([tok.bos_id, *ids, tok.eos_id, 5]) == "Mary moved to the kitchen."
+  assert tok.space_joins_next_word and not tokenizers.ByteTokenizer().space_joins_next_word
+
+
+def test_generated_ids_stop_at_their_first_eos_when_bos_is_eos(tmp_path):
+  tok = data_fixtures.gpt2_style_tokenizer(tmp_path)
+  garden = tok.encode(" garden")
+  # An answer that starts with EOS is the empty answer, not the tokens after it.
+  assert tok.decode([tok.eos_id, *garden, tok.eos_id]) == ""
+  assert tok.decode([*garden, tok.eos_id, *garden]) == " garden"

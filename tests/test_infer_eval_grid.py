@@ -11,9 +11,17 @@ import pytest
 
 from memreasoner_jax import eval_grid
 from memreasoner_jax import inference
+from memreasoner_jax.tasks import metrics as task_metrics
+from memreasoner_jax.tasks import registry
+from memreasoner_jax.tasks import vocab
 
 
-def test_command_writes_all_four_outputs(qa1_checkpoint, tmp_path):
+@pytest.fixture(scope="module")
+def reasoner(qa1_checkpoint):
+  return inference.load(qa1_checkpoint.workdir, devices=jax.devices()[:1])
+
+
+def test_command_writes_all_four_outputs(qa1_checkpoint, reasoner, tmp_path):
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
   result = subprocess.run(
       [sys.executable, "-m", "memreasoner_jax.eval_grid", f"--checkpoint={qa1_checkpoint.workdir}",
@@ -25,7 +33,24 @@ def test_command_writes_all_four_outputs(qa1_checkpoint, tmp_path):
   rows = json.loads((tmp_path / "results.json").read_text())
   assert [(r["length"], r["split"]) for r in rows] == [
       ("0k", "standard"), ("1k", "standard"), ("0k", "renamed"), ("1k", "renamed")]
-  assert all(0 <= r["accuracy"] <= 100 and r["num"] == 4 for r in rows)
+  assert all(r["num"] == 4 and r["metric"] == "babilong" for r in rows)
+  # Each cell's scores, counted here: the same questions (the checkpoint's eval seed) answered in
+  # this process and checked one by one.
+  seed = reasoner.config.data.eval_seed
+  for row in rows:
+    renamed = row["split"] == "renamed"
+    examples = registry.generate("qa1", "test", 4, seed, length=row["length"],
+                                 distractors_spec="builtin", rename_answers=renamed)
+    outputs = reasoner.answer_examples(examples)
+    labels = vocab.RENAMED_ROOMS if renamed else vocab.ROOMS
+    exact = sum(task_metrics.exact_match(o, e.answer) for o, e in zip(outputs, examples))
+    label = sum(task_metrics.compare_answers(o, e.answer, e.question, labels)
+                for o, e in zip(outputs, examples))
+    assert (row["exact_match"], row["accuracy"]) == (25.0 * exact, 25.0 * label), (row, outputs)
+  # The clean cell's questions are the first four the training process itself decoded.
+  trained = qa1_checkpoint.answers[:4]
+  assert rows[0]["exact_match"] == 25.0 * sum(
+      task_metrics.exact_match(a["output"], a["target"]) for a in trained)
   with open(tmp_path / "results.csv", encoding="utf-8") as f:
     assert [r["split"] for r in csv.DictReader(f)] == [r["split"] for r in rows]
   table = (tmp_path / "results.md").read_text().splitlines()
@@ -33,8 +58,7 @@ def test_command_writes_all_four_outputs(qa1_checkpoint, tmp_path):
   assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_an_interrupted_grid_resumes_without_recomputing_finished_cells(qa1_checkpoint, tmp_path):
-  reasoner = inference.load(qa1_checkpoint.workdir, devices=jax.devices()[:1])
+def test_an_interrupted_grid_resumes_without_recomputing_finished_cells(reasoner, tmp_path):
   cells = eval_grid.grid(["qa1"], ["0k", "1k"], ["standard", "renamed"])
   asked = []
 

@@ -1,5 +1,6 @@
 """load(): a checkpoint trained on 8 devices answers in a fresh 1-device process exactly as the
-training process's own evaluation did; bad paths, partial and corrupt checkpoints."""
+training process's own evaluation did; bad paths, partial and corrupt checkpoints; steps copied
+out, zipped and exported."""
 
 import json
 import logging
@@ -8,10 +9,12 @@ import shutil
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
 import memreasoner_jax
 from memreasoner_jax import checkpointing
+from memreasoner_jax import export
 
 _FRESH_PROCESS = """
 import json, sys
@@ -90,3 +93,86 @@ def test_a_path_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
   (tmp_path / "notes").mkdir()
   with pytest.raises(FileNotFoundError, match="expected a training workdir"):
     memreasoner_jax.load(str(tmp_path / "notes"))
+
+
+def test_a_corrupt_newest_step_falls_back_with_one_line_of_warning(qa1_checkpoint, tmp_path,
+                                                                   caplog):
+  workdir = _copy_step(qa1_checkpoint, tmp_path, steps=(240, 300))
+  _corrupt_state(workdir / "checkpoints" / "300")
+  with caplog.at_level(logging.INFO):
+    assert memreasoner_jax.load(str(workdir)).step == 240
+  # Not orbax's restore logs, nor TensorStore's 60-line spec of the array it could not read.
+  messages = [r.getMessage() for r in caplog.records]
+  warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+  assert len(warnings) == 1 and warnings[0].startswith("Restored step 240 instead"), warnings
+  assert sum(len(m.splitlines()) for m in messages) <= 3, messages
+
+
+_STORY = ["Mary went to the kitchen.", "John went to the garden.", "Mary moved to the hallway."]
+_QUESTIONS = ["Where is Mary?", "Where is John?"]
+
+
+def _answers(reasoner):
+  return reasoner.answer_batch([_STORY] * len(_QUESTIONS), _QUESTIONS)
+
+
+def test_a_step_copied_out_under_another_name_or_zipped_loads(qa1_checkpoint, tmp_path):
+  step_dir = os.path.join(qa1_checkpoint.workdir, "checkpoints", "240")
+  expected = _answers(memreasoner_jax.load(step_dir))
+  shutil.copytree(step_dir, tmp_path / "my_model")
+  renamed = memreasoner_jax.load(str(tmp_path / "my_model"))
+  assert renamed.step == 240 and _answers(renamed) == expected
+  archive = shutil.make_archive(str(tmp_path / "my_model"), "zip", tmp_path, "my_model")
+  zipped = memreasoner_jax.load(archive)
+  assert zipped.step == 240 and zipped.directory == archive and _answers(zipped) == expected
+  shutil.rmtree(tmp_path / "my_model" / "config")
+  with pytest.raises(checkpointing.UnreadableCheckpointError, match="missing config"):
+    memreasoner_jax.load(str(tmp_path / "my_model"))
+
+
+def test_a_step_that_does_not_exist_lists_the_steps_there(qa1_checkpoint):
+  with pytest.raises(FileNotFoundError, match=r"checkpoints/500: no such directory; the steps "
+                                              r"in .*/checkpoints are 240$"):
+    memreasoner_jax.load(os.path.join(qa1_checkpoint.workdir, "checkpoints", "500"))
+
+
+def _state_tree(step_dir):
+  with open(os.path.join(step_dir, "state", "_METADATA"), encoding="utf-8") as f:
+    return f.read()
+
+
+def test_an_export_has_no_optimizer_state_and_answers_as_the_checkpoint(qa1_checkpoint, tmp_path):
+  expected = _answers(memreasoner_jax.load(qa1_checkpoint.workdir))
+  assert "opt_state" in _state_tree(os.path.join(qa1_checkpoint.workdir, "checkpoints", "240"))
+  result = subprocess.run(
+      [sys.executable, "-m", "memreasoner_jax.export", f"--checkpoint={qa1_checkpoint.workdir}",
+       f"--out={tmp_path / 'model'}"], capture_output=True, text=True, timeout=600, check=False,
+      env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+           "JAX_PLATFORMS": "cpu"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().splitlines() == [
+      f"Exported step 240 of {qa1_checkpoint.workdir}/checkpoints/240 (240,832 parameters) to "
+      f"{tmp_path / 'model'}"]
+  items = set(os.listdir(tmp_path / "model"))
+  assert {"config", "metadata", "state"} <= items and "data" not in items  # no data position
+  tree = _state_tree(tmp_path / "model")
+  assert "opt_state" not in tree and "params" in tree
+  exported = memreasoner_jax.load(str(tmp_path / "model"))
+  assert exported.step == 240 and _answers(exported) == expected
+  export.export(str(tmp_path / "model"), str(tmp_path / "model.zip"))  # a zip, from the export
+  assert _answers(memreasoner_jax.load(str(tmp_path / "model.zip"))) == expected
+
+
+def test_an_export_carries_its_tokenizer_files_by_relative_paths(tmp_path):
+  (tmp_path / "bert").mkdir()  # a folder of tokenizer files, and one file
+  (tmp_path / "gpt2.json").write_text("{}")
+  config = ml_collections.ConfigDict({"data": {"encoder_tokenizer": str(tmp_path / "bert"),
+                                               "decoder_tokenizer": str(tmp_path / "gpt2.json")}})
+  relocated, copies = export.bundle_tokenizers(config)
+  assert relocated.data.to_dict() == {
+      "encoder_tokenizer": "tokenizers/encoder_tokenizer",
+      "decoder_tokenizer": "tokenizers/decoder_tokenizer/gpt2.json"}
+  assert copies == [(str(tmp_path / "bert"), "tokenizers/encoder_tokenizer"),
+                    (str(tmp_path / "gpt2.json"), "tokenizers/decoder_tokenizer/gpt2.json")]
+  assert export.bundle_tokenizers(ml_collections.ConfigDict(
+      {"data": {"encoder_tokenizer": "byte", "decoder_tokenizer": ""}}))[1] == []

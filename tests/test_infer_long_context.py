@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 _MEASURE = """
 import json, resource, sys, time
 import memreasoner_jax
@@ -22,6 +24,7 @@ print(json.dumps({"seconds": time.time() - started, "answer": explanation.answer
 """
 
 
+@pytest.mark.timeout(1500)  # the measuring process may take 1200 s, after the checkpoint trains
 def test_128k_tokens_answer_on_one_cpu_with_bounded_memory(qa1_checkpoint):
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
   result = subprocess.run([sys.executable, "-c", _MEASURE, qa1_checkpoint.workdir, "128k"],

@@ -5,6 +5,7 @@ simulated SLURM variables describe; gcloud records its arguments), so the script
 would there, up to the point where a real cluster would be needed.
 """
 
+import json
 import os
 import re
 import shlex
@@ -18,11 +19,13 @@ import yaml
 from launch import gke_jobset
 from launch import sweep
 from memreasoner_jax import sharding
+from memreasoner_jax.configs import babi
 from tests import train_testing
 
 train_testing.use_compilation_cache()
 
-SCRIPTS = ["launch/local.sh", "launch/slurm.sbatch", "launch/tpu_pod.sh", "launch/env.sh"]
+SCRIPTS = ["launch/local.sh", "launch/slurm.sbatch", "launch/tpu_pod.sh", "launch/env.sh",
+           "launch/gpu_wheels.sh", "launch/gpu_benchmark.sh"]
 JOB_ID = 4242
 SLURM_PORT = JOB_ID % 2**12 + 65535 - 2**12 + 1  # the port JAX derives from the job id
 
@@ -118,6 +121,36 @@ def test_local_launcher_runs_two_processes_that_agree(tmp_path):
   assert len(losses) == train_testing.MULTIHOST_STEPS
   assert losses == train_testing.logged_losses(second)
   assert (tmp_path / "checkpoints" / str(train_testing.MULTIHOST_STEPS)).is_dir()
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_script_smoke_run_on_cpu(tmp_path):
+  """GPU_BENCHMARK_SMOKE=1: one tiny train benchmark (1 step) and one tiny context benchmark
+  (1k) end to end on one CPU device, merged into gpu_results.json; no wheels, nothing installed."""
+  out = tmp_path / "results"
+  env = {**train_testing.one_device_env(), "GPU_BENCHMARK_SMOKE": "1", "PYTHON": sys.executable,
+         "GPU_BENCHMARK_WHEELS": str(tmp_path / "no_wheels")}
+  env.pop("OUT", None)
+  result = subprocess.run(["timeout", "600", "bash", "launch/gpu_benchmark.sh", str(out)],
+                          cwd=sweep.REPO, env=env, capture_output=True, text=True, timeout=630,
+                          check=False)
+  log = result.stdout + result.stderr
+  assert result.returncode == 0, log[-4000:]
+  assert "No wheels in" in log and "nvidia-smi: not found" in log
+  merged = json.loads((out / "gpu_results.json").read_text())
+  assert merged["device_kind"] == "cpu" and merged["smoke"]
+  assert merged["device"]["configured_batches"]["base"] == babi.get_config(
+      "qa1,base").data.global_batch
+  assert sorted(merged["benchmarks"]) == ["context_tiny", "train_tiny"]
+  train = merged["benchmarks"]["train_tiny"]
+  assert train["status"] == "ok" and [a["exit"] for a in train["attempts"]] == [0]
+  assert train["result"]["preset"] == "tiny" and train["result"]["global_batch"] == 2
+  assert train["result"]["step_s"] > 0
+  context = merged["benchmarks"]["context_tiny"]
+  assert context["status"] == "ok"
+  assert [row["length"] for row in context["result"]["rows"]] == ["1k"]
+  assert context["result"]["rows"][0]["memreasoner"]["median_s"] > 0
+  assert "train_tiny: ok" in log and "context_tiny: ok" in log
 
 
 def test_tpu_pod_script_ships_the_checkout_and_starts_every_worker(tmp_path):

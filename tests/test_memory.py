@@ -2,7 +2,7 @@
 
 import jax
 import jax.numpy as jnp
-from jax.test_util import check_grads
+from jax import test_util as jtu
 import numpy as np
 import pytest
 
@@ -150,8 +150,8 @@ def test_gram_write_and_read_gradients():
     readout, weights, _ = memory.read_chunked(mem, q)
     return readout, weights
 
-  check_grads(write, (z, prior), order=1, modes=("rev",), atol=2e-2, rtol=2e-2, eps=1e-2)
-  check_grads(read, (z, prior, q), order=1, modes=("rev",), atol=2e-2, rtol=2e-2, eps=1e-2)
+  jtu.check_grads(write, (z, prior), order=1, modes=("rev",), atol=2e-2, rtol=2e-2, eps=1e-2)
+  jtu.check_grads(read, (z, prior, q), order=1, modes=("rev",), atol=2e-2, rtol=2e-2, eps=1e-2)
 
 
 def test_auto_pinv_is_svd_on_cpu_and_gram_on_accelerators():
@@ -181,6 +181,100 @@ def test_chunked_read_finds_a_fact_in_any_chunk():
     readout, _, scores = memory.read_chunked(mem, z[:, i])
     np.testing.assert_allclose(readout, z[:, i], atol=1e-4)
     assert scores.shape == (2, 5)
+
+
+@pytest.mark.parametrize("pinv", memory.PINV_METHODS)
+def test_write_and_read_gradients_match_finite_differences(pinv):
+  # The memory algebra runs in float32 whatever it is given (so x64 would change nothing).
+  # Well-conditioned, order-1 inputs: facts and memory near orthonormal rows (singular values
+  # about 1), a prior near the identity; central differences of eps 1e-3 then agree with
+  # reverse mode to within 1e-3 (5e-3 asserted).
+  k, c = 4, 6
+  near_rows = lambda seed, shape: (jnp.eye(*shape[-2:]) + 0.2 * jax.random.normal(
+      jax.random.PRNGKey(seed), shape))
+  facts_BxExC = near_rows(14, (2, 3, c))
+  prior_KxC = near_rows(15, (k, c))
+  mask_BxE = jnp.ones((2, 3), bool)
+  write = lambda f, p: memory.write(f, mask_BxE, p, pinv=pinv)
+  jtu.check_grads(write, (facts_BxExC, prior_KxC), order=1, modes=("rev",), eps=1e-3,
+                  atol=5e-3, rtol=5e-3)
+  memory_BxKxC = near_rows(16, (2, k, c))
+  query_BxC = jax.random.normal(jax.random.PRNGKey(17), (2, c))
+  read = lambda m, q: memory.read(m, q, pinv=pinv)
+  jtu.check_grads(read, (memory_BxKxC, query_BxC), order=1, modes=("rev",), eps=1e-3,
+                  atol=5e-3, rtol=5e-3)
+
+
+@pytest.mark.parametrize("pinv", memory.PINV_METHODS)
+def test_padding_lines_get_no_gradient(pinv):
+  facts_BxExC = _latents(18, 2, 5, 8)
+  mask_BxE = jnp.ones((2, 5), bool).at[1, 3:].set(False)
+  grad = jax.grad(lambda f: jnp.sum(memory.write(f, mask_BxE, jnp.eye(4, 8), pinv=pinv) ** 2))
+  g_BxExC = grad(facts_BxExC)
+  np.testing.assert_array_equal(g_BxExC[1, 3:], 0.0)
+  assert float(jnp.abs(g_BxExC[1, :3]).min()) > 0.0 and bool(jnp.all(jnp.isfinite(g_BxExC)))
+
+
+def _chunk_reads(mem, query_BxC):
+  """Each chunk's readout (a plain `read` of its memory) and the cosine of its nearest real
+  line, in numpy."""
+  n = mem.memory_BxNxKxC.shape[1]
+  readouts_BxNxC = np.stack([np.asarray(memory.read(mem.memory_BxNxKxC[:, i], query_BxC)[0])
+                             for i in range(n)], axis=1)
+  lines_BxNxLxC, keep_BxNxL = np.asarray(mem.lines_BxNxLxC), np.asarray(mem.keep_BxNxL)
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  cos_BxNxL = np.einsum("bnc,bnlc->bnl", unit(readouts_BxNxC),
+                        unit(lines_BxNxLxC + 1e-30 * ~keep_BxNxL[..., None]))
+  return readouts_BxNxC, np.where(keep_BxNxL, cos_BxNxL, -np.inf).max(-1)
+
+
+def test_soft_combine_weights_chunk_readouts_by_a_softmax_of_their_nearest_line():
+  z = _latents(19, 2, 24, 32)
+  mask = jnp.ones((2, 24), bool).at[:, 21:].set(False)
+  mem = memory.write_chunked(z, mask, jnp.eye(8, 32), lines_per_chunk=8)
+  query_BxC = z[:, 3] + 0.5 * jax.random.normal(jax.random.PRNGKey(20), (2, 32))
+  readout_BxC, _, scores_BxN = memory.read_chunked(mem, query_BxC, combine="soft",
+                                                   temperature=0.1)
+  readouts_BxNxC, expected_BxN = _chunk_reads(mem, query_BxC)
+  np.testing.assert_allclose(scores_BxN, expected_BxN, atol=1e-5)
+  probs_BxN = np.exp((expected_BxN - expected_BxN.max(-1, keepdims=True)) / 0.1)
+  probs_BxN /= probs_BxN.sum(-1, keepdims=True)
+  np.testing.assert_allclose(readout_BxC, np.einsum("bn,bnc->bc", probs_BxN, readouts_BxNxC),
+                             atol=1e-4)
+  assert float(probs_BxN.min()) > 1e-3  # every chunk really takes part
+
+
+def test_soft_combine_is_nearest_line_when_one_chunk_dominates():
+  # A stored line reads back from its own chunk exactly (cosine 1); the other chunks' nearest
+  # lines are further than 0.2 in cosine, so at temperature 0.01 their weights are below e^-20.
+  z = _latents(21, 2, 24, 32)
+  mask = jnp.ones((2, 24), bool)
+  mem = memory.write_chunked(z, mask, jnp.eye(8, 32), lines_per_chunk=8)
+  for i in (2, 12, 23):
+    _, scores_BxN = _chunk_reads(mem, z[:, i])
+    others_BxN = np.delete(scores_BxN, i // 8, axis=1)
+    assert float((scores_BxN[:, i // 8] - others_BxN.max(-1)).min()) > 0.2
+    soft, _, _ = memory.read_chunked(mem, z[:, i], combine="soft", temperature=0.01)
+    nearest, _, _ = memory.read_chunked(mem, z[:, i], combine="nearest_line")
+    np.testing.assert_allclose(soft, nearest, atol=1e-5)
+    np.testing.assert_allclose(nearest, z[:, i], atol=1e-4)
+
+
+def test_soft_combine_ignores_padding_and_empty_chunks():
+  z = _latents(22, 2, 13, 32)
+  mask = jnp.ones((2, 13), bool).at[1, 10:].set(False)
+  garbage = 100.0 * _latents(23, 2, 11, 32)  # 24 lines: chunk 2 becomes all padding
+  z_pad = jnp.concatenate([z, garbage], axis=1)
+  mask_pad = jnp.concatenate([mask, jnp.zeros((2, 11), bool)], axis=1)
+  query_BxC = z[:, 4] + 0.5
+  read = lambda f, m: memory.read_chunked(
+      memory.write_chunked(f, m, jnp.eye(8, 32), lines_per_chunk=8), query_BxC, combine="soft")
+  readout, _, scores = read(z, mask)
+  readout_pad, _, scores_pad = read(z_pad, mask_pad)
+  np.testing.assert_allclose(readout_pad, readout, atol=1e-5)
+  np.testing.assert_array_equal(scores_pad[:, 2], -np.inf)
+  grad = jax.grad(lambda f: jnp.sum(read(f, mask_pad)[0]))(z_pad)
+  assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.abs(grad[:, 13:]).max()) == 0.0
 
 
 def test_bad_shapes_name_the_argument():

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from memreasoner_jax import models
 from memreasoner_jax.models import hops as hops_lib
 from memreasoner_jax.models import losses
 from memreasoner_jax.models import memory
@@ -49,8 +50,8 @@ def test_padding_lines_change_neither_readout_nor_output(tiny):
   np.testing.assert_allclose(r_pad.readouts_BxHxC, r.readouts_BxHxC, atol=1e-5)
   np.testing.assert_allclose(r_pad.sims_BxHxE[..., :7], r.sims_BxHxE, atol=1e-5)
   generate = jax.jit(model.generate, static_argnums=2)
-  tokens, logits = generate(params, plain, 6)
-  tokens_pad, logits_pad = generate(params, padded, 6)
+  tokens, logits, _ = generate(params, plain, 6)
+  tokens_pad, logits_pad, _ = generate(params, padded, 6)
   np.testing.assert_array_equal(tokens_pad, tokens)
   np.testing.assert_allclose(logits_pad, logits, atol=1e-4)
   loss_fn = jax.jit(lambda b: losses.loss_fn(model, params, b, None, 0, losses.loss_config())[0])
@@ -58,14 +59,50 @@ def test_padding_lines_change_neither_readout_nor_output(tiny):
   np.testing.assert_allclose(loss_pad, loss, rtol=1e-5)
 
 
-def test_padding_lines_change_nothing_with_chunked_memory():
-  model = model_lib.MemReasoner(_config(**{"memory.mode": "chunked", "memory.lines_per_chunk": 4}))
+@pytest.mark.parametrize("combine", memory.COMBINE_RULES)
+def test_padding_lines_change_nothing_with_chunked_memory(combine):
+  model = model_lib.MemReasoner(_config(**{"memory.mode": "chunked", "memory.lines_per_chunk": 4,
+                                           "memory.combine": combine}))
   plain = toy_batches.qa1_batch(2, seed=6, lines=10)
-  padded = toy_batches.qa1_batch(2, seed=6, lines=10, pad_lines=7)
+  padded = toy_batches.qa1_batch(2, seed=6, lines=10, pad_lines=7)  # chunks 3 and 4 all padding
   params = model.init(jax.random.PRNGKey(1), plain)
   reason = jax.jit(model.reason)
   np.testing.assert_allclose(reason(params, padded).readouts_BxHxC,
                              reason(params, plain).readouts_BxHxC, atol=1e-5)
+  loss = lambda p: losses.loss_fn(model, p, padded, None, 0, losses.loss_config())[0]
+  value, grads = jax.jit(jax.value_and_grad(loss))(params)
+  chex.assert_tree_all_finite((value, grads))
+
+
+@pytest.mark.parametrize("pinv, tol", [("solve", 1e-3), ("ben_israel", 1e-5)])
+def test_solve_and_ben_israel_pseudo_inverses_agree_with_svd_in_the_model(tiny, pinv, tol):
+  # Readouts within `tol` of the largest readout (the solve's ridge costs about 3e-4 of it,
+  # measured; Ben-Israel's fifteen steps converge on these latents), losses within 1e-5.
+  model, params, _ = tiny
+  other = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "memory.pinv": pinv}))
+  batch = toy_batches.qa1_batch(4, seed=1, lines=7, pad_lines=2)
+  r, r_other = jax.jit(model.reason)(params, batch), jax.jit(other.reason)(params, batch)
+  scale = float(jnp.abs(r.readouts_BxHxC).max())
+  np.testing.assert_allclose(r_other.readouts_BxHxC, r.readouts_BxHxC, atol=tol * scale)
+  np.testing.assert_allclose(r_other.sims_BxHxE[..., :7], r.sims_BxHxE[..., :7], atol=1e-4)
+  loss = lambda m: jax.jit(lambda p: m.loss(p, batch, None, 0, losses.loss_config())[0])(params)
+  np.testing.assert_allclose(loss(other), loss(model), rtol=1e-5)
+
+
+def test_lines_encoded_in_chunks_give_the_latents_of_one_pass(tiny):
+  model, params, _ = tiny
+  chunked = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "encoder.encode_chunk": 2}))
+  batch = toy_batches.qa1_batch(3, seed=7, lines=7)  # 21 lines: 11 chunks of 2, one padded
+  tokens_NxT = batch["context_BxExT"].reshape(21, -1)
+  # The chunked path really loops (lax.map), the default encodes all 21 lines at once.
+  assert "scan" in str(jax.make_jaxpr(chunked.encode)(params, tokens_NxT))
+  assert "scan" not in str(jax.make_jaxpr(model.encode)(params, tokens_NxT))
+  np.testing.assert_allclose(jax.jit(chunked.encode)(params, tokens_NxT),
+                             jax.jit(model.encode)(params, tokens_NxT), atol=1e-6)
+  r, r_chunked = jax.jit(model.reason)(params, batch), jax.jit(chunked.reason)(params, batch)
+  np.testing.assert_allclose(r_chunked.z_BxExC, r.z_BxExC, atol=1e-6)
+  np.testing.assert_allclose(r_chunked.query_BxC, r.query_BxC, atol=1e-6)  # 3 queries: 2 chunks
+  np.testing.assert_allclose(r_chunked.readouts_BxHxC, r.readouts_BxHxC, atol=1e-5)
 
 
 @pytest.mark.parametrize("rule", hops_lib.UPDATE_RULES)
@@ -241,6 +278,12 @@ def test_impossible_config_values_name_the_field(key, value, match):
     model_lib.MemReasoner(_config(**{key: value}))
 
 
+@pytest.mark.parametrize("kind", models.KINDS)
+def test_float16_is_refused_for_bfloat16(kind):
+  with pytest.raises(ValueError, match=r"model.dtype.*float16.*loss scaling.*bfloat16"):
+    models.build(_config(kind=kind, dtype="float16"))
+
+
 def test_batch_of_wrong_rank_names_the_array(tiny):
   model, params, batch = tiny
   bad = dict(batch, context_BxExT=batch["context_BxExT"][0])
@@ -273,3 +316,44 @@ def test_read_noise_kl_follows_its_cyclic_schedule_and_trains_the_noise_scale():
   assert bool(jnp.any(noise_grad != 0)) and bool(jnp.all(jnp.isfinite(noise_grad)))
   # Without an rng (evaluation) no noise is drawn and the KL is not counted.
   assert float(losses.loss_fn(model, params, batch, None, 50, cfg)[1]["kl"]) == 0.0
+
+
+def test_straight_through_facts_train_the_read_without_supervision():
+  # No example is supervised and the decoder reads each hop's argmax line: only the
+  # straight-through gradient lets the answer loss reach the hop operator (its query update
+  # shapes hop 2's read).
+  batch = toy_batches.qa1_batch(4, seed=2, lines=5, pad_lines=3, supervised=0.0)
+  cfg = losses.loss_config()
+  results = {}
+  for rule in model_lib.FACT_GRADIENTS:
+    model = model_lib.MemReasoner(_config(**{"decoder.condition": "facts", "hops.num_hops": 2,
+                                             "decoder.fact_gradient": rule}))
+    params = model.init(jax.random.PRNGKey(0), batch)
+    loss, grads = jax.jit(jax.value_and_grad(
+        lambda p: losses.loss_fn(model, p, batch, None, 0, cfg)[0]))(params)
+    chex.assert_tree_all_finite(grads)
+    hop_grad = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads["hops"]))
+    results[rule] = (float(loss), hop_grad)
+  # The forward pass is the argmax line either way; only the gradient differs.
+  np.testing.assert_allclose(results["none"][0], results["straight_through"][0], rtol=1e-5)
+  assert results["none"][1] == 0.0
+  assert results["straight_through"][1] > 1e-6
+
+
+@pytest.mark.parametrize("write_noise_std", [0.0, 0.1])
+def test_read_noise_kl_and_loss_ignore_empty_chunks(write_noise_std):
+  # Two line buckets of the same stories: 10 lines in 3 chunks of 4, or 17 lines in 5 chunks
+  # (two of them all padding). The training noise and the KL must not see the difference.
+  model = model_lib.MemReasoner(_config(**{
+      "memory.mode": "chunked", "memory.lines_per_chunk": 4, "memory.read_noise": True,
+      "memory.write_noise_std": write_noise_std}))
+  plain = toy_batches.qa1_batch(2, seed=6, lines=10)
+  padded = toy_batches.qa1_batch(2, seed=6, lines=10, pad_lines=7)
+  params = model.init(jax.random.PRNGKey(1), plain)
+  cfg = losses.loss_config()
+  cfg.kl_weight = 1.0
+  loss_fn = jax.jit(lambda b: losses.loss_fn(model, params, b, jax.random.PRNGKey(3), 500, cfg))
+  (loss, metrics), (loss_pad, metrics_pad) = loss_fn(plain), loss_fn(padded)
+  assert float(metrics["kl"]) > 0
+  np.testing.assert_allclose(float(metrics_pad["kl"]), float(metrics["kl"]), rtol=1e-5)
+  np.testing.assert_allclose(float(loss_pad), float(loss), rtol=1e-5)

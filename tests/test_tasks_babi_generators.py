@@ -1,7 +1,8 @@
 """The qa1/qa2 generators against the released en-10k train files.
 
-Tolerances (5,000 generated questions vs 10,000 released): facts per question min equal, median
-within 2, max within a factor 1.5 (0.5 to 1.5 x released max, it is a tail statistic); each
+Tolerances (10,000 generated questions vs 10,000 released): facts per question min equal, median
+within 2, p90 and p95 within 1, p99 within 2 (facts come in pairs, and the released p99 sits on
+the step from 38 to 40: 9,895 of 10,000 questions have at most 38), max within 15%; each
 room's answer share within 0.03 of 1/6 (released: 0.155 to 0.177); the set of sentence templates
 equal; qa2's share of questions that list the larger support id first within 0.06 (released
 0.688); the qa2 action mix within 0.04 per action type (released 65/20/15 %).
@@ -12,6 +13,7 @@ import random
 import re
 import statistics
 
+import numpy as np
 import pytest
 
 from memreasoner_jax.tasks import babi_format, babi_generators, vocab
@@ -20,7 +22,7 @@ from memreasoner_jax.tasks.reference_data import shared_data_dir
 DATA = shared_data_dir()
 needs_data = pytest.mark.skipif(DATA is None, reason="reference data (shared/data) not present")
 FILES = {"qa1": "qa1_single-supporting-fact_train.txt", "qa2": "qa2_two-supporting-facts_train.txt"}
-NUM = 5000
+NUM = 10000
 
 _NAMES = re.compile(r"\b(%s)\b" % "|".join(vocab.ACTORS + vocab.ROOMS + vocab.OBJECTS))
 
@@ -131,7 +133,10 @@ def test_matches_released_statistics(generated):
   r_facts, r_labels, r_templates, r_larger, r_kinds = _stats(released)
   assert min(g_facts) == min(r_facts)
   assert abs(statistics.median(g_facts) - statistics.median(r_facts)) <= 2
-  assert 0.5 * max(r_facts) <= max(g_facts) <= 1.5 * max(r_facts)
+  tail = lambda facts: [float(np.percentile(facts, p)) for p in (90, 95, 99)]
+  g_tail, r_tail = tail(g_facts), tail(r_facts)
+  assert all(abs(g - r) <= tol for g, r, tol in zip(g_tail, r_tail, (1, 1, 2))), (g_tail, r_tail)
+  assert abs(max(g_facts) - max(r_facts)) <= 0.15 * max(r_facts), (max(g_facts), max(r_facts))
   assert set(g_labels) == set(r_labels) == set(vocab.ROOMS)
   assert all(abs(c / NUM - 1 / 6) < 0.03 for c in g_labels.values()), g_labels
   assert g_templates == r_templates

@@ -44,6 +44,7 @@ def test_short_babi_output_is_five_question_stories(tmp_path):
     (["--task=qa1", "--length=3k"], "value should be one of"),
     (["--task=qa1", "--length=1k", "--distractors=/no/such/books"], "no text files found"),
     (["--task=qa1", "--length=1k", "--distractors=tfds:c4"], "only pg19"),
+    (["--task=qa1", "--num=0"], "--num=0"),
 ])
 def test_errors_are_clear_and_leave_no_file(tmp_path, flags, message):
   result = _run(*flags, f"--out={tmp_path / 'out.jsonl'}")
@@ -51,6 +52,17 @@ def test_errors_are_clear_and_leave_no_file(tmp_path, flags, message):
   assert message in result.stderr
   assert "Traceback" not in result.stderr
   assert os.listdir(tmp_path) == []
+
+
+def test_the_file_follows_the_umask_and_one_line_says_what_was_written(tmp_path):
+  out = tmp_path / "qa1.jsonl"
+  result = subprocess.run(
+      ["sh", "-c", f"umask 022 && {sys.executable} -m memreasoner_jax.tasks.generate "
+                   f"--task=qa1 --num=3 --out={out}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 0, result.stderr
+  assert os.stat(out).st_mode & 0o777 == 0o644
+  assert result.stdout.splitlines() == [f"Wrote 3 qa1 train examples (0k, jsonl) to {out}"]
 
 
 def test_help_explains_every_flag():

@@ -1,7 +1,10 @@
 """Checkpoints: SIGTERM and resume reproduce an uninterrupted run; bad states and bad workdirs."""
 
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,16 +17,19 @@ import pytest
 
 from memreasoner_jax.configs import babi
 from memreasoner_jax import checkpointing
+from memreasoner_jax.data import tokenizers
 from memreasoner_jax import metric_writers
 from memreasoner_jax.models import losses
 from memreasoner_jax.models import memreasoner as model_lib
 from memreasoner_jax import train
+from tests import infer_testing
 from tests import toy_batches
 from tests import train_testing
 
 train_testing.use_compilation_cache()
 
 ARG = "qa1,tiny,runlocal"
+BYTE = tokenizers.ByteTokenizer()
 # A short run with no evaluation (it has its own tests); every step logged.
 OVERRIDES = {"training.num_steps": 10, "training.log_every": 1, "training.checkpoint_every": 100,
              "data.eval_examples": 0, "data.global_batch": 8}
@@ -105,7 +111,7 @@ def test_checkpoint_of_another_model_is_refused_naming_the_difference(tmp_path):
   abstract = jax.eval_shape(model.init, jax.random.key(0), toy_batches.qa1_batch(2))
   ckpt = checkpointing.Checkpointer(str(tmp_path), keep=1)
   ckpt.save(1, {"step": jnp.ones((), jnp.int32)}, other,
-            checkpointing.model_metadata(other, abstract, {"encoder": "byte", "decoder": "byte"}), {})
+            checkpointing.model_metadata(other, abstract, {"encoder": BYTE, "decoder": BYTE}), {})
   ckpt.close()
   with pytest.raises(checkpointing.IncompatibleCheckpointError) as error:
     train.train_and_evaluate(_config(), str(tmp_path))
@@ -117,4 +123,106 @@ def test_checkpoint_of_another_model_is_refused_naming_the_difference(tmp_path):
 
 def test_indivisible_global_batch_is_refused_before_any_work(tmp_path):
   with pytest.raises(ValueError, match="data.global_batch=12 does not divide over the 8 devices"):
-    train.train_and_evaluate(_config(**{"data.global_batch": 12}), str(tmp_path))
+    train.train_and_evaluate(_config(**{"data.global_batch": 12}), str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+def test_rerunning_a_finished_run_changes_nothing(qa1_checkpoint, tmp_path, caplog):
+  workdir = tmp_path / "run"
+  shutil.copytree(qa1_checkpoint.workdir, workdir)
+  before = (workdir / "metrics.jsonl").read_bytes()
+  results = train.train_and_evaluate(infer_testing.config(), str(workdir))
+  assert (workdir / "metrics.jsonl").read_bytes() == before
+  assert "Nothing to do" in caplog.text and "step 240 of training.num_steps=240" in caplog.text
+  assert {k.split("/")[-1]: v for k, v in results.items()
+          if k.startswith("eval/qa1/")} == qa1_checkpoint.scores
+
+
+def _save_steps(workdir, steps, metadata):
+  """Checkpoints of a one-number state (its value is the step) at each of `steps`."""
+  ckpt = checkpointing.Checkpointer(workdir, keep=len(steps))
+  for step in steps:
+    ckpt.save(step, {"step": jnp.array(step, jnp.int32)}, _config(), metadata, {"at": step})
+  ckpt.close()
+
+
+def _restore_steps(workdir, metadata):
+  abstract = {"step": jax.ShapeDtypeStruct((), jnp.int32,
+                                           sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))}
+  ckpt = checkpointing.Checkpointer(workdir, keep=3)
+  try:
+    return ckpt.restore(abstract, metadata)
+  finally:
+    ckpt.close()
+
+
+def test_newest_step_with_unreadable_metadata_falls_back_to_the_one_before(tmp_path, caplog):
+  metadata = {"format": checkpointing.FORMAT_VERSION, "model": {"latent_size": 64}}
+  _save_steps(str(tmp_path), [1, 2], metadata)
+  (tmp_path / "checkpoints" / "2" / "metadata" / "metadata").write_text("{not json")
+  state, data, step = _restore_steps(str(tmp_path), metadata)
+  assert (int(state["step"]), data, step) == (1, {"at": 1}, 1)
+  assert "Checkpoint " + str(tmp_path / "checkpoints") + "/2 is unreadable" in caplog.text
+
+
+def _write_tokenizer(directory, words):
+  """A word-level tokenizer.json with BERT's special tokens ([PAD] is id 0)."""
+  hf = pytest.importorskip("tokenizers")
+  vocab = {w: i for i, w in enumerate(["[PAD]", "[CLS]", "[SEP]", "[UNK]", *words])}
+  os.makedirs(directory, exist_ok=True)
+  hf.Tokenizer(hf.models.WordLevel(vocab, unk_token="[UNK]")).save(
+      os.path.join(directory, "tokenizer.json"))
+  return str(directory)
+
+
+def _metadata_under(root):
+  """What a run keeps in metadata with its pretrained encoder and tokenizer under `root`."""
+  config = _config()
+  config.model.encoder.init_from = str(root / "bert")
+  abstract = {"w": jax.ShapeDtypeStruct((2,), jnp.float32)}
+  tok = tokenizers.from_spec(str(root / "bert"))
+  return checkpointing.model_metadata(config, abstract, {"encoder": tok, "decoder": tok})
+
+
+def test_a_moved_workdir_resumes_and_only_a_changed_tokenizer_is_refused(tmp_path):
+  old, new = tmp_path / "mount_a" / "run", tmp_path / "mount_b" / "run"
+  _write_tokenizer(old / "bert", ["mary", "went"])
+  _save_steps(str(old), [1], _metadata_under(old))
+  shutil.move(old, new)  # the workdir, its tokenizer and init_from directory seen from elsewhere
+  _, _, step = _restore_steps(str(new), _metadata_under(new))
+  assert step == 1
+  _write_tokenizer(new / "bert", ["mary", "ran"])  # same path and size, other vocabulary
+  with pytest.raises(checkpointing.IncompatibleCheckpointError, match="tokenizer"):
+    _restore_steps(str(new), _metadata_under(new))
+
+
+def _write_lock(workdir, pid):
+  (workdir / checkpointing.LOCK_FILE).write_text(
+      json.dumps({"host": socket.gethostname(), "pid": pid}))
+
+
+def test_a_second_run_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_path):
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+  try:
+    _write_lock(tmp_path, holder.pid)
+    with pytest.raises(checkpointing.WorkdirLockedError,
+                       match=rf"host {socket.gethostname()}, pid {holder.pid}"):
+      train.train_and_evaluate(_config(), str(tmp_path))
+  finally:
+    holder.kill()
+    holder.wait()
+  assert os.listdir(tmp_path) == [checkpointing.LOCK_FILE]  # no checkpoints, no metrics
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over_and_released(tmp_path, caplog):
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  _write_lock(tmp_path, dead.pid)
+  lock_file = tmp_path / checkpointing.LOCK_FILE
+  with checkpointing.WorkdirLock(str(tmp_path)):
+    assert json.loads(lock_file.read_text()) == {"host": socket.gethostname(), "pid": os.getpid()}
+    with pytest.raises(checkpointing.WorkdirLockedError, match=f"pid {os.getpid()}"):
+      with checkpointing.WorkdirLock(str(tmp_path)):  # held, even against its own process
+        pass
+  assert f"Taking over the workdir lock {lock_file} of process {dead.pid}" in caplog.text
+  assert not lock_file.exists()

@@ -78,3 +78,41 @@ def test_profile_steps_write_a_trace_tensorboard_opens(tmp_path):
                                   "*.xplane.pb"))
   assert len(traces) == 1 and os.path.getsize(traces[0]) > 0, traces
   assert glob.glob(os.path.join(tmp_path, "tensorboard", "events.out.tfevents.*"))
+
+
+def _main_fails(*flags, env=None):
+  """stderr of a `main` run that must stop before training (its lines, at most a few)."""
+  result = subprocess.run([sys.executable, "-m", "memreasoner_jax.main", *flags],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env=env or train_testing.one_device_env())
+  assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) <= 6, result.stderr
+  return lines
+
+
+def test_a_misspelled_config_key_is_named_with_the_closest_key(tmp_path):
+  (line, *_) = _main_fails("--config=configs/babi.py:qa1,tiny", f"--workdir={tmp_path / 'run'}",
+                           "--config.training.num_stepz=5")
+  assert "training.num_stepz" in line and "did you mean training.num_steps?" in line
+  assert "configs/babi.py" in line
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_config_file_is_named_with_the_closest_file(tmp_path):
+  (line, *_) = _main_fails("--config=configs/bab.py:qa1,tiny", f"--workdir={tmp_path}")
+  assert "config file configs/bab.py not found" in line and "did you mean configs/babi.py?" in line
+
+
+def test_a_workdir_that_is_a_file_is_a_short_error(tmp_path):
+  (tmp_path / "run").write_text("notes")
+  lines = _main_fails("--config=configs/babi.py:qa1,tiny,runlocal", f"--workdir={tmp_path / 'run'}")
+  assert f"ERROR: The workdir {tmp_path / 'run'} is a file, not a directory" in lines
+
+
+def test_an_indivisible_global_batch_is_a_short_error_and_makes_no_workdir(tmp_path):
+  env = {**train_testing.one_device_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  lines = _main_fails("--config=configs/babi.py:qa1,tiny,runlocal", f"--workdir={tmp_path / 'run'}",
+                      "--config.data.global_batch=12", env=env)
+  assert any("data.global_batch=12 does not divide over the 8 devices" in l for l in lines)
+  assert not (tmp_path / "run").exists()

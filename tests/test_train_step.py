@@ -1,14 +1,22 @@
-"""The jitted train step over meshes of 1 and 8 devices, recompilation, batch checks, fsdp."""
+"""The jitted train step over meshes of 1 and 8 devices, recompilation, batch checks, fsdp;
+evaluation's decoding of questions and answers; how the devices are named."""
+
+import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from memreasoner_jax.configs import babi
+from memreasoner_jax.data import batching
+from memreasoner_jax.data import tokenizers
+from memreasoner_jax import evaluate
 from memreasoner_jax.models import memreasoner as model_lib
 from memreasoner_jax import optimizer as optimizer_lib
 from memreasoner_jax import sharding as sharding_lib
 from memreasoner_jax import train
+from tests import data_fixtures
 from tests import toy_batches
 
 
@@ -70,6 +78,30 @@ def test_mesh_sizes_are_checked(config):
     sharding_lib.make_mesh(bad)
 
 
+def _device(platform, kind):
+  return types.SimpleNamespace(platform=platform, device_kind=kind)
+
+
+def test_devices_are_named_by_count_and_kind():
+  assert sharding_lib.describe_devices([_device("cpu", "cpu")]) == "1 CPU device"
+  assert sharding_lib.describe_devices([_device("gpu", "NVIDIA H100 80GB HBM3")] * 8) == (
+      "8 NVIDIA H100 80GB HBM3 devices")
+  assert sharding_lib.describe_devices(jax.devices()) == "8 CPU devices"
+
+
+def test_a_cpu_only_jax_on_a_gpu_or_tpu_host_is_warned_about():
+  none = {"exists": lambda path: False, "which": lambda name: None, "find": lambda pattern: []}
+  gpu = {**none, "exists": lambda path: path == "/dev/nvidia0"}
+  tpu = {**none, "find": lambda pattern: ["/dev/accel0"] if pattern == "/dev/accel*" else []}
+  assert "NVIDIA GPU" in sharding_lib.cpu_only_warning("cpu", **gpu)
+  assert "'.[cuda]'" in sharding_lib.cpu_only_warning(
+      "cpu", **{**none, "which": lambda name: "/usr/bin/nvidia-smi"})
+  assert "'.[tpu]'" in sharding_lib.cpu_only_warning("cpu", **tpu)
+  assert sharding_lib.cpu_only_warning("cpu", **none) is None
+  assert sharding_lib.cpu_only_warning("gpu", **gpu) is None
+  assert sharding_lib.cpu_only_warning("cpu", "cpu", **gpu) is None  # JAX_PLATFORMS chose it
+
+
 def test_fsdp_splits_large_arrays_and_replicates_small_ones(config):
   mesh_cfg = config.mesh.copy_and_resolve_references()
   mesh_cfg.fsdp, mesh_cfg.data = 4, 2
@@ -94,3 +126,33 @@ def test_fsdp_training_matches_data_parallel_training(config):
   assert all(a.addressable_shards[0].data.size == a.size // 4 for a in sharded)
   losses_1, _, _ = _losses_and_step(jax.devices()[:1], batches, config)
   np.testing.assert_allclose(losses_1, losses_fsdp, rtol=2e-5)
+
+
+def test_evaluation_decodes_questions_with_the_encoder_tokenizer(config, tmp_path, monkeypatch):
+  hf = pytest.importorskip("tokenizers")
+  bpe = hf.Tokenizer(hf.models.BPE())  # GPT-2-style answers, byte lines and questions
+  bpe.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+  bpe.decoder = hf.decoders.ByteLevel()
+  trainer = hf.trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                   initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet())
+  bpe.train_from_iterator(["Where is Mary? kitchen garden office bathroom hallway"] * 20, trainer)
+  bpe.save(str(tmp_path / "tokenizer.json"))
+  shape = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40, supports=2,
+                              line_buckets=(16,))
+  batcher = batching.Batcher(shape, tokenizers.ByteTokenizer(),
+                             tokenizers.from_spec(str(tmp_path / "tokenizer.json")))
+  mesh = sharding_lib.make_mesh(config.mesh, jax.devices()[:1])
+
+  @jax.jit
+  def answers_step(params, batch):  # "generates" each target answer and its EOS
+    del params
+    after_prompt = jax.vmap(lambda a_A, p: jnp.roll(a_A, -p))
+    return ({"count": jnp.sum(batch["example_weight_B"])},
+            after_prompt(batch["answer_BxA"], batch["prompt_len_B"]))
+
+  examples = data_fixtures.qa1_examples(3)
+  scored = []
+  monkeypatch.setattr(evaluate, "score", lambda task, output, target, question, renamed=False:
+                      scored.append((output, target, question)) or {"exact_match": 1.0})
+  evaluate.evaluate(answers_step, {}, "qa1", examples, batcher, 4, mesh)
+  assert scored[1:] == [(ex.answer, ex.answer, ex.question) for ex in examples]

@@ -102,6 +102,9 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   # Training stories get 0..train_filler_max filler sentences at random gaps, from a text the
   # evaluation filler never uses (0: clean stories, as the paper trains).
   config.data.train_filler_max = 0
+  # Where that filler comes from (a distractor spec: builtin:train, a book file or folder...);
+  # the built-in generator's training half shares no text with evaluation's builtin:test.
+  config.data.train_filler = "builtin:train"
   config.data.eval_length = "0k"  # held-out haystack length: 0k (clean) or 1k..128k tokens
   # Tokenizer of lines and questions: "byte", or a Hugging Face tokenizer file or directory
   # (set from model.encoder.init_from when starting from a pretrained encoder).
@@ -144,6 +147,8 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   # Greedy answer tokens generated per held-out question (A + this must fit decoder.max_len).
   config.eval.max_new_tokens = 24 if vt else 16
+  # The answer loss scores as many positions after the prompt as are generated.
+  config.loss.answer_positions = config.eval.max_new_tokens
   config.eval.num_samples = 3  # decoded held-out answers printed at each evaluation
 
   if "baseline" in options:
@@ -185,11 +190,11 @@ def get_sweep(arg: str = "qa1,tiny") -> list[dict[str, object]]:
   """The paper's grid, one dict of overrides per run (launch/sweep.py runs them).
 
   The task is part of the config argument, so each run carries its own: the key "arg" replaces
-  the tasks of `arg` with one task and keeps its preset and runlocal. The other keys are config
+  the tasks of `arg` with one task and keeps its preset and options. The other keys are config
   fields; sf_fraction overrides the per-task default.
   """
-  _, preset, runlocal = _parse(arg)
-  rest = preset + (",runlocal" if runlocal else "")
+  _, preset, options = _parse(arg)
+  rest = ",".join([preset] + [o for o in OPTIONS if o in options])
   return [{"arg": f"{task},{rest}", "data.sf_fraction": sf, "model.temporal.kind": temporal,
            "model.hops.update_rule": rule}
           for task in TASKS for sf in SWEEP_SF_FRACTIONS for temporal in SWEEP_TEMPORAL

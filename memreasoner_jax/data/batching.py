@@ -6,15 +6,17 @@ Keys and shapes (B batch, E lines, T tokens per line, Q query tokens, A answer t
   recon_mask_BxExT bool   with recon_BxExT: True at its tokens after BOS, EOS included
   line_mask_BxE    bool   True for real lines
   query_BxQ        int32  [BOS] + question + [EOS], PAD-padded
-  answer_BxA       int32  [BOS] + prompt + answer + [EOS] + PAD, prompt = question + " "
+  answer_BxA       int32  [BOS] + prompt + answer + [EOS] + PAD, the question and answer split
+                          at their separating space as `split_at_space` says
   answer_mask_BxA  bool   True at answer tokens and the final EOS (the positions to predict)
   prompt_len_B     int32  BOS + prompt tokens (generation starts after them)
   support_BxS      int32  supporting line indices in hop order, -1 padded
   sf_weight_B      float32 1 for examples in the supporting-fact supervised subset
   example_weight_B float32 1 for real examples, 0 for batch padding
 With `BatchShape.sequence_tokens` > 0 (the full-attention baseline's input, L tokens) also:
-  sequence_BxL            int32  [BOS] + lines joined by newlines + newline + prompt + answer +
-                                 [EOS] + PAD: the whole context as one decoder sequence
+  sequence_BxL            int32  [BOS] + lines joined by newlines + newline + question + " " +
+                                 answer + [EOS] + PAD: the whole context as one decoder
+                                 sequence, split before the answer like answer_BxA
   sequence_mask_BxL       bool   True at the answer tokens and the final EOS
   sequence_prompt_len_B   int32  BOS + context + prompt tokens (generation starts after them)
 Lines and query use the encoder tokenizer, the answer sequence the decoder tokenizer (they may
@@ -27,6 +29,7 @@ import dataclasses
 
 import numpy as np
 
+from memreasoner_jax.data import special_tokens
 from memreasoner_jax.data import tokenizers as tokenizers_lib
 from memreasoner_jax.tasks.example import Example
 
@@ -103,6 +106,12 @@ class Batcher:
       raise ValueError(
           f"Encoder tokenizer {enc.spec} has no PAD distinct from BOS/EOS; the encoder finds "
           "padding by id, so use a tokenizer with its own pad token (e.g. BERT's [PAD])")
+    if enc.pad_id != special_tokens.PAD_ID:
+      # The encoder and the autoencoding loss find padding lines and tokens by this one id.
+      raise ValueError(
+          f"Encoder tokenizer {enc.spec} pads with id {enc.pad_id}, but the encoder finds padding "
+          f"by id {special_tokens.PAD_ID}; use a tokenizer whose pad token has id "
+          f"{special_tokens.PAD_ID} (e.g. BERT's [PAD])")
     sf_selected(np.zeros(1), sf_fraction)  # Validates the fraction now, not at the first batch.
     self.shape = shape
     self.encoder_tokenizer = enc
@@ -139,7 +148,7 @@ class Batcher:
                            (batch_size, self.shape.query_tokens), np.arange(batch_size),
                            lambda b: f"question of example {_name(examples[b])}")
     answer_BxA, answer_mask_BxA, prompt_len_B = self._answers(
-        dec, examples, [ex.question + " " for ex in examples], self.shape.answer_tokens,
+        dec, examples, [ex.question for ex in examples], self.shape.answer_tokens,
         "answer_tokens")
 
     if example_weight_B is None:
@@ -190,14 +199,17 @@ class Batcher:
     out[rows, 1 + lengths] = tok.eos_id
     return out
 
-  def _answers(self, tok, examples: Sequence[Example], prompts: list[str], width: int,
+  def _answers(self, tok, examples: Sequence[Example], questions: list[str], width: int,
                width_name: str):
     """[BOS] + prompt + answer + [EOS], the mask of positions to predict, and prompt lengths.
 
-    The prompt is tokenized apart from the answer, exactly as generation will see it.
+    The prompt is tokenized apart from the answer, exactly as generation will see it (where
+    the answer is "").
     """
-    prompt_flat, prompt_len = tok.encode_ragged(prompts)
-    answer_flat, answer_len = tok.encode_ragged([ex.answer for ex in examples])
+    prompts, answers = zip(*(split_at_space(tok, q, ex.answer)
+                             for q, ex in zip(questions, examples)))
+    prompt_flat, prompt_len = tok.encode_ragged(list(prompts))
+    answer_flat, answer_len = tok.encode_ragged(list(answers))
     total = 2 + prompt_len + answer_len
     too_long = np.flatnonzero(total > width)
     if too_long.size:
@@ -229,9 +241,29 @@ class Batcher:
     return support_BxS
 
 
+def split_at_space(tok: tokenizers_lib.Tokenizer, question: str, answer: str) -> tuple[str, str]:
+  """(prompt, answer) texts of `question + " " + answer`, split where the tokenizer splits.
+
+  Where a space belongs to the next word's token (GPT-2: " hallway" is one token), the space
+  goes in front of the answer: a prompt ending in a lone space token is text such a model never
+  saw. Otherwise it ends the prompt: for bytes the ids are the same either way and the model
+  then never spends a generated token on the fixed separator; WordPiece drops it. Inference
+  knows no answer (""), so it gets no space either: its prompt is the one training built.
+  """
+  if tok.space_joins_next_word:
+    return question, (" " + answer) if answer else ""
+  return question + " ", answer
+
+
+def answer_text(tok: tokenizers_lib.Tokenizer, ids) -> str:
+  """The answer in generated ids (or an answer's own ids): text before the first EOS, without
+  the separating space `split_at_space` may have put in front of it."""
+  return tok.decode(ids).removeprefix(" ")
+
+
 def context_prompt(ex: Example) -> str:
-  """The baseline's prompt: every context line, then the question (newline-separated)."""
-  return "".join(line + "\n" for line in ex.context) + ex.question + " "
+  """The baseline's question: every context line, then the question (newline-separated)."""
+  return "".join(line + "\n" for line in ex.context) + ex.question
 
 
 def _scatter(out_NxW: np.ndarray, flat: np.ndarray, lengths: np.ndarray, rows: np.ndarray,

@@ -3,10 +3,12 @@
 Every tokenizer plays the same four roles (PAD, BOS, EOS, UNK) so batching never needs to know
 which one it holds. `encode` returns the text's tokens without special tokens; the batcher adds
 BOS/EOS itself. `spec` is the string `from_spec` rebuilds the tokenizer from, stored in
-checkpoints so a restored model reads text exactly as it was trained to.
+checkpoints so a restored model reads text exactly as it was trained to; `digest` names what the
+tokenizer is wherever its files lie, so a moved run is still recognised.
 """
 
 import abc
+import hashlib
 import json
 import os
 
@@ -22,6 +24,8 @@ class Tokenizer(abc.ABC):
   bos_id: int
   eos_id: int
   unk_id: int
+  # Whether a space is part of the next word's token (GPT-2's " hallway"), not a token of its own.
+  space_joins_next_word: bool = False
 
   @property
   @abc.abstractmethod
@@ -32,6 +36,11 @@ class Tokenizer(abc.ABC):
   @abc.abstractmethod
   def spec(self) -> str:
     """The string `from_spec` rebuilds this tokenizer from; recorded in checkpoints."""
+
+  @property
+  @abc.abstractmethod
+  def digest(self) -> str:
+    """What this tokenizer is, independent of where its files are (checkpoints compare it)."""
 
   @abc.abstractmethod
   def encode(self, text: str) -> list[int]:
@@ -52,17 +61,21 @@ class Tokenizer(abc.ABC):
     return flat, lengths
 
   def decode(self, ids) -> str:
-    """Text of `ids` up to the first EOS, special tokens skipped (a decoder's output).
+    """Text of generated ids (or an answer's) up to their first EOS, special tokens skipped.
 
-    A leading BOS is dropped before looking for EOS: for GPT-2 the two are the same token.
+    Nothing is dropped before looking for EOS: with GPT-2 BOS is the same token, and a
+    generated answer that starts with it is the empty answer.
     """
     ids = [int(i) for i in np.asarray(ids).reshape(-1)]
-    if ids and ids[0] == self.bos_id:
-      ids = ids[1:]
     if self.eos_id in ids:
       ids = ids[:ids.index(self.eos_id)]
     special = {self.pad_id, self.bos_id, self.eos_id}
     return self._decode_ids([i for i in ids if i not in special])
+
+  def decode_sequence(self, ids) -> str:
+    """Text of a batch row that starts with BOS ([BOS] + text + [EOS] + PAD)."""
+    ids = np.asarray(ids).reshape(-1)
+    return self.decode(ids[1:] if ids.size and ids[0] == self.bos_id else ids)
 
   def __repr__(self) -> str:
     return f"{type(self).__name__}({self.spec!r}, vocab_size={self.vocab_size})"
@@ -84,6 +97,10 @@ class ByteTokenizer(Tokenizer):
 
   @property
   def spec(self) -> str:
+    return "byte"
+
+  @property
+  def digest(self) -> str:
     return "byte"
 
   def encode(self, text: str) -> list[int]:
@@ -138,6 +155,7 @@ class HFTokenizer(Tokenizer):
     self.bos_id, self.eos_id = roles["bos"], roles["eos"]
     self.pad_id = roles["pad"] if roles["pad"] is not None else self.eos_id
     self.unk_id = roles["unk"] if roles["unk"] is not None else self.eos_id
+    self.space_joins_next_word = _space_joins_next_word(self._tok.pre_tokenizer)
 
   @property
   def vocab_size(self) -> int:
@@ -146,6 +164,11 @@ class HFTokenizer(Tokenizer):
   @property
   def spec(self) -> str:
     return self._path
+
+  @property
+  def digest(self) -> str:
+    # The serialised tokenizer (vocabulary, merges, normalizer, special tokens) holds no path.
+    return "sha256:" + hashlib.sha256(self._tok.to_str().encode("utf-8")).hexdigest()
 
   def encode(self, text: str) -> list[int]:
     return self._tok.encode(text, add_special_tokens=False).ids
@@ -205,6 +228,15 @@ def _gpt2_from_files(vocab_path: str, merges_path: str, tokenizers):
   tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = tokenizers.decoders.ByteLevel()
   return tok
+
+
+def _space_joins_next_word(pre_tokenizer) -> bool:
+  """Whether pre-tokenization keeps a space with the word after it (byte-level BPE's "Ġb",
+  SentencePiece's "▁b"), rather than dropping it (BERT) or leaving it alone."""
+  if pre_tokenizer is None:
+    return False
+  pieces = [piece for piece, _ in pre_tokenizer.pre_tokenize_str("a b")]
+  return len(pieces) == 2 and pieces[1] != "b"
 
 
 def _find_role(tok, names: tuple[str, ...]) -> int | None:

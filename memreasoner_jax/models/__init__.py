@@ -11,6 +11,7 @@ import jax
 import ml_collections
 
 KINDS = ("memreasoner", "baseline")
+DTYPES = ("float32", "bfloat16")  # compute dtypes (parameters stay float32)
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 
@@ -40,6 +41,23 @@ class Model(Protocol):
 
   def generate(self, params: Params, batch: Batch, max_new_tokens: int) -> Generated:
     """Greedy answers after each example's prompt."""
+
+  def loss_and_generate(self, params: Params, batch: Batch, cfg: ml_collections.ConfigDict,
+                        max_new_tokens: int) -> tuple[jax.Array, dict[str, jax.Array], Generated]:
+    """`loss` without noise and `generate` from one reading of the context (evaluation)."""
+
+
+def check_dtype(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for a compute dtype training cannot use.
+
+  float16 would need loss scaling (its small gradients underflow to zero and large activations
+  overflow), which the trainer does not do; bfloat16 has float32's range and the same speed.
+  """
+  if config.dtype == "float16":
+    raise ValueError("config model.dtype=float16 is not supported: training does no loss "
+                     "scaling, so float16 gradients underflow; use model.dtype=bfloat16")
+  if config.dtype not in DTYPES:
+    raise ValueError(f"config model.dtype must be one of {DTYPES}, got {config.dtype!r}")
 
 
 def build(config: ml_collections.ConfigDict) -> Model:

@@ -50,6 +50,7 @@ class Baseline:
 
   def __init__(self, config: ml_collections.ConfigDict, chunk: int = 512):
     """`chunk`: query positions per attention block (memory O(chunk x sequence length))."""
+    models.check_dtype(config)
     dec = config.decoder
     if dec.d_model % dec.num_heads:
       raise ValueError(f"config model.decoder.d_model must be divisible by num_heads, "
@@ -58,7 +59,9 @@ class Baseline:
       raise ValueError(f"chunk must be >= 1, got {chunk}")
     self.config = config
     self.chunk = chunk
-    self.decoder = decoder_lib.Decoder(dec, jnp.dtype(config.dtype), config.remat == "blocks")
+    self.decoder = decoder_lib.Decoder(dec, jnp.dtype(config.dtype),
+                                       config.get("attention", "xla"),
+                                       config.get("remat", "none") == "blocks")
 
   def init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> Params:
     """Float32 parameters (any sequence length up to decoder.max_len works afterwards)."""
@@ -87,20 +90,23 @@ class Baseline:
     dec = {"params": params["decoder"]}
 
     def block(carry, i):
-      cache, kept_BxWxV = carry
+      cache, kept_BxWxD = carry
       start = starts_N[i]
       tokens_BxC = jax.lax.dynamic_slice_in_dim(tokens_BxL, start, c, axis=1)
-      logits_BxCxV, cache = self.decoder.apply(dec, tokens_BxC, _no_slots(b), cache, start)
+      hidden_BxCxD, cache = self.decoder.apply(dec, tokens_BxC, _no_slots(b), cache, start,
+                                               head=False)
       offset_BxW = pos_BxW - start
       new_BxW = (pos_BxW >= i * c) & (offset_BxW < c)
-      got_BxWxV = jnp.take_along_axis(logits_BxCxV, jnp.clip(offset_BxW, 0, c - 1)[..., None],
+      got_BxWxD = jnp.take_along_axis(hidden_BxCxD, jnp.clip(offset_BxW, 0, c - 1)[..., None],
                                       axis=1)
-      return (cache, jnp.where(new_BxW[..., None], got_BxWxV, kept_BxWxV)), None
+      return (cache, jnp.where(new_BxW[..., None], got_BxWxD, kept_BxWxD)), None
 
-    cache = decoder_lib.init_cache(self.config.decoder, b, cache_len, jnp.dtype(self.config.dtype))
-    kept_BxWxV = jnp.zeros((b, window, self.config.decoder.vocab_size), jnp.float32)
-    (cache, kept_BxWxV), _ = jax.lax.scan(block, (cache, kept_BxWxV), jnp.arange(num_blocks))
-    return cache, kept_BxWxV
+    dtype = jnp.dtype(self.config.dtype)
+    cache = decoder_lib.init_cache(self.config.decoder, b, cache_len, dtype)
+    kept_BxWxD = jnp.zeros((b, window, self.config.decoder.d_model), dtype)
+    (cache, kept_BxWxD), _ = jax.lax.scan(block, (cache, kept_BxWxD), jnp.arange(num_blocks))
+    # The output layer only at the kept positions.
+    return cache, decoder_lib.logits(params["decoder"], kept_BxWxD, dtype)
 
   def batch_shapes(self, batch_size: int = 1,
                    sequence_tokens: int = 16) -> dict[str, jax.ShapeDtypeStruct]:
@@ -112,18 +118,53 @@ class Baseline:
 
   def loss(self, params: Params, batch: dict[str, jax.Array], rng: jax.Array | None,
            step: jax.Array | int, cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict]:
-    """Answer cross-entropy (the only term) and exact-answer rate; no noise, no schedule.
-
-    The answer and its EOS fit in answer_BxA's width A, so the A positions after the prompt
-    hold every target.
-    """
+    """Answer cross-entropy (the only term) and exact-answer rate; no noise, no schedule."""
     del rng, step
     _check_batch(batch)
     tokens_BxL = batch["sequence_BxL"]
-    prompt_len_B = batch["sequence_prompt_len_B"]
-    l, width = tokens_BxL.shape[1], batch["answer_BxA"].shape[1]
-    _, logits_BxWxV = self.read(params, tokens_BxL, prompt_len_B - 1, width, l)
-    target_pos_BxW = prompt_len_B[:, None] + jnp.arange(width)[None]
+    window = self._window(batch, cfg)
+    _, logits_BxWxV = self.read(params, tokens_BxL, batch["sequence_prompt_len_B"] - 1, window,
+                                tokens_BxL.shape[1])
+    return self._answer_loss(batch, logits_BxWxV, cfg)
+
+  def generate(self, params: Params, batch: dict[str, jax.Array],
+               max_new_tokens: int) -> models.Generated:
+    """Greedy answers after each example's context and prompt (no hops: sims_BxHxE has H = 0)."""
+    _check_batch(batch)
+    cache, first_Bx1xV = self.read(params, batch["sequence_BxL"],
+                                   batch["sequence_prompt_len_B"] - 1, 1,
+                                   self._cache_len(batch, max_new_tokens))
+    return self._continue(params, batch, cache, first_Bx1xV[:, 0], max_new_tokens)
+
+  def loss_and_generate(self, params: Params, batch: dict[str, jax.Array],
+                        cfg: ml_collections.ConfigDict,
+                        max_new_tokens: int) -> tuple[jax.Array, dict, models.Generated]:
+    """`loss` without noise and `generate`, from one read of the sequence."""
+    _check_batch(batch)
+    cache, logits_BxWxV = self.read(params, batch["sequence_BxL"],
+                                    batch["sequence_prompt_len_B"] - 1, self._window(batch, cfg),
+                                    self._cache_len(batch, max_new_tokens))
+    total, metrics = self._answer_loss(batch, logits_BxWxV, cfg)
+    return total, metrics, self._continue(params, batch, cache, logits_BxWxV[:, 0],
+                                          max_new_tokens)
+
+  def _window(self, batch: dict[str, jax.Array], cfg: ml_collections.ConfigDict) -> int:
+    """Positions scored after each prompt: the answer and its EOS fit in answer_BxA's width A."""
+    return losses.answer_window(cfg, batch["answer_BxA"].shape[1])
+
+  def _cache_len(self, batch: dict[str, jax.Array], max_new_tokens: int) -> int:
+    l = batch["sequence_BxL"].shape[1]
+    if l + max_new_tokens > self.config.decoder.max_len:
+      raise ValueError(f"sequence width {l} + max_new_tokens {max_new_tokens} exceeds "
+                       f"model.decoder.max_len={self.config.decoder.max_len}")
+    return l + max_new_tokens
+
+  def _answer_loss(self, batch: dict[str, jax.Array], logits_BxWxV: jax.Array,
+                   cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict]:
+    """The loss of the logits at the W positions from each prompt's last token on."""
+    tokens_BxL = batch["sequence_BxL"]
+    l, width = tokens_BxL.shape[1], logits_BxWxV.shape[1]
+    target_pos_BxW = batch["sequence_prompt_len_B"][:, None] + jnp.arange(width)[None]
     inside_BxW = target_pos_BxW < l
     target_pos_BxW = jnp.minimum(target_pos_BxW, l - 1)
     targets_BxW = jnp.take_along_axis(tokens_BxL, target_pos_BxW, axis=1)
@@ -135,34 +176,11 @@ class Baseline:
     total = cfg.answer_weight * answer_loss
     return total, {"loss": total, "answer_loss": answer_loss, "answer_exact": answer_exact}
 
-  def generate(self, params: Params, batch: dict[str, jax.Array],
-               max_new_tokens: int) -> models.Generated:
-    """Greedy answers after each example's context and prompt (no hops: sims_BxHxE has H = 0)."""
-    _check_batch(batch)
-    tokens_BxL = batch["sequence_BxL"]
-    prompt_len_B = batch["sequence_prompt_len_B"]
-    b, l = tokens_BxL.shape
-    if l + max_new_tokens > self.config.decoder.max_len:
-      raise ValueError(f"sequence width {l} + max_new_tokens {max_new_tokens} exceeds "
-                       f"model.decoder.max_len={self.config.decoder.max_len}")
-    cache, first_Bx1xV = self.read(params, tokens_BxL, prompt_len_B - 1, 1, l + max_new_tokens)
-    dec = {"params": params["decoder"]}
-
-    def feed_one(token, cache_one, position):
-      """One example's next logits after `token` at its own `position` (vmapped over B)."""
-      cache_1 = jax.tree.map(lambda x: x[None], cache_one)
-      logits_1x1xV, cache_1 = self.decoder.apply(dec, token.reshape(1, 1), _no_slots(1),
-                                                  cache_1, position)
-      return logits_1x1xV[0, 0], jax.tree.map(lambda x: x[0], cache_1)
-
-    def step(carry, j):
-      cache, logits_BxV = carry
-      token_B = jnp.argmax(logits_BxV, axis=-1).astype(tokens_BxL.dtype)
-      logits_BxV, cache = jax.vmap(feed_one)(token_B, cache, prompt_len_B + j)
-      return (cache, logits_BxV), logits_BxV
-
-    _, rest_NxBxV = jax.lax.scan(step, (cache, first_Bx1xV[:, 0]), jnp.arange(max_new_tokens - 1))
-    logits_BxNxV = jnp.concatenate([first_Bx1xV, jnp.swapaxes(rest_NxBxV, 0, 1)], axis=1)
-    tokens_BxN = jnp.argmax(logits_BxNxV, axis=-1).astype(tokens_BxL.dtype)
-    return models.Generated(tokens_BxN, logits_BxNxV, jnp.zeros((b, 0, 0), jnp.float32))
-
+  def _continue(self, params: Params, batch: dict[str, jax.Array], cache: list,
+                first_logits_BxV: jax.Array, max_new_tokens: int) -> models.Generated:
+    b = first_logits_BxV.shape[0]
+    tokens_BxN, logits_BxNxV = decoder_lib.greedy(
+        self.decoder, params["decoder"], _no_slots(b), cache, first_logits_BxV,
+        batch["sequence_prompt_len_B"], max_new_tokens)
+    return models.Generated(tokens_BxN.astype(batch["sequence_BxL"].dtype), logits_BxNxV,
+                            jnp.zeros((b, 0, 0), jnp.float32))

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from memreasoner_jax.data import special_tokens
+from memreasoner_jax.models import attention
 
 
 class SelfAttention(nn.Module):
@@ -17,6 +18,7 @@ class SelfAttention(nn.Module):
 
   num_heads: int
   dtype: jnp.dtype
+  implementation: str = "xla"
 
   @nn.compact
   def __call__(self, x_NxTxD: jax.Array, keep_NxT: jax.Array) -> jax.Array:
@@ -26,11 +28,9 @@ class SelfAttention(nn.Module):
     q_NxTxHxK = dense("query")(x_NxTxD)
     k_NxTxHxK = dense("key")(x_NxTxD)
     v_NxTxHxK = dense("value")(x_NxTxD)
-    # A large finite bias, not -inf: an all-padding line must give finite (ignored) outputs.
-    bias_Nx1x1xT = jnp.where(keep_NxT, 0.0, -1e9)[:, None, None, :].astype(jnp.float32)
-    logits = jnp.einsum("nqhk,nshk->nhqs", q_NxTxHxK, k_NxTxHxK).astype(jnp.float32)
-    probs = jax.nn.softmax(logits / jnp.sqrt(head) + bias_Nx1x1xT, axis=-1).astype(self.dtype)
-    out_NxTxHxK = jnp.einsum("nhqs,nshk->nqhk", probs, v_NxTxHxK)
+    # An all-padding line sees every key equally: finite outputs, ignored later.
+    out_NxTxHxK = attention.attend(q_NxTxHxK, k_NxTxHxK, v_NxTxHxK, keep_BxS=keep_NxT,
+                                   implementation=self.implementation)
     return nn.DenseGeneral(d, axis=(-2, -1), dtype=self.dtype, name="output")(out_NxTxHxK)
 
 
@@ -41,12 +41,14 @@ class EncoderLayer(nn.Module):
   d_ff: int
   layer_norm_eps: float
   dtype: jnp.dtype
+  attention: str = "xla"  # the attention implementation (attention.IMPLEMENTATIONS)
 
   @nn.compact
   def __call__(self, x_NxTxD: jax.Array, keep_NxT: jax.Array) -> jax.Array:
     d = x_NxTxD.shape[-1]
     norm = lambda name: nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name=name)
-    attn = SelfAttention(self.num_heads, self.dtype, name="attention")(x_NxTxD, keep_NxT)
+    attn = SelfAttention(self.num_heads, self.dtype, self.attention, name="attention")(
+        x_NxTxD, keep_NxT)
     x_NxTxD = norm("attention_norm")(x_NxTxD + attn)
     h = nn.Dense(self.d_ff, dtype=self.dtype, name="intermediate")(x_NxTxD)
     h = nn.Dense(d, dtype=self.dtype, name="output")(nn.gelu(h, approximate=False))
@@ -60,18 +62,21 @@ class Encoder(nn.Module):
     config: the `model.encoder` config.
     latent_size: C, the latent width.
     dtype: compute dtype; parameters stay float32.
+    attention: the attention implementation (`model.attention`).
     remat: recompute each block's activations in the backward pass instead of storing them.
   """
 
   config: ml_collections.ConfigDict
   latent_size: int
   dtype: jnp.dtype = jnp.float32
+  attention: str = "xla"
   remat: bool = False
 
   @nn.compact
   def __call__(self, tokens_NxT: jax.Array, *, hidden_only: bool = False) -> jax.Array:
     """Returns latents_NxC, or with hidden_only the last hidden states NxTxD (BERT's output)."""
     cfg = self.config
+    # The Batcher refuses encoder tokenizers that pad with another id.
     keep_NxT = tokens_NxT != special_tokens.PAD_ID
     n, t = tokens_NxT.shape
     if t > cfg.max_len:
@@ -84,7 +89,7 @@ class Encoder(nn.Module):
     x = x.astype(self.dtype)
     layer = nn.remat(EncoderLayer) if self.remat else EncoderLayer
     for i in range(cfg.num_layers):
-      x = layer(cfg.num_heads, cfg.d_ff, cfg.layer_norm_eps, self.dtype,
+      x = layer(cfg.num_heads, cfg.d_ff, cfg.layer_norm_eps, self.dtype, self.attention,
                        name=f"layer_{i}")(x, keep_NxT)
     if hidden_only:
       return x

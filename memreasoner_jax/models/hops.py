@@ -44,13 +44,17 @@ class Hop(nn.Module):
       log_std_B = nn.Dense(1, name="read_log_std")(query_BxC.astype(jnp.float32))[:, 0]
       std_Bx1x1 = jnp.exp(log_std_B)[:, None, None]
     if sample:
-      noise_BxNxK = std_Bx1x1 * jax.random.normal(rng, mem.memory_BxNxKxC.shape[:3])
+      # Drawn per chunk, so the chunks of a bigger line bucket leave the real chunks' noise alone.
+      noise_BxNxK = std_Bx1x1 * memory.normal_per_index(rng, mem.memory_BxNxKxC.shape[:3])
     readout_BxC, weights_BxNxK, _ = memory.read_chunked(
         mem, query_BxC, combine=self.combine, weight_noise_BxNxK=noise_BxNxK)
     if sample:
       var_Bx1x1 = jnp.square(std_Bx1x1)
-      kl_B = 0.5 * jnp.sum(jnp.square(weights_BxNxK) + var_Bx1x1 - 1.0 - jnp.log(var_Bx1x1),
-                           axis=(1, 2))
+      kl_BxNxK = 0.5 * (jnp.square(weights_BxNxK) + var_Bx1x1 - 1.0 - jnp.log(var_Bx1x1))
+      # Empty chunks (all padding) are not memories of the example: counting them would make
+      # the KL grow with the line bucket.
+      real_BxNx1 = jnp.any(mem.keep_BxNxL, axis=-1, keepdims=True)
+      kl_B = jnp.sum(jnp.where(real_BxNx1, kl_BxNxK, 0.0), axis=(1, 2))
     sims_BxE = jnp.where(mask_BxE, memory.cosine(readout_BxC, lines_BxExC), _MASKED_SIM)
     if self.update == "gru":
       next_BxC, _ = nn.GRUCell(c, dtype=self.dtype, name="gru")(query_BxC, readout_BxC)

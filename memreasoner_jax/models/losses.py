@@ -23,8 +23,15 @@ def loss_config() -> ml_collections.ConfigDict:
   """The `loss` section of a config."""
   cfg = ml_collections.ConfigDict()
   cfg.answer_weight = 1.0  # answer cross-entropy
+  # Decoder positions scored from each prompt's end: the answer and its EOS must fit (an answer
+  # longer than the generated tokens cannot be answered either). 0 scores every position.
+  cfg.answer_positions = 0
   cfg.ae_weight = 1.0  # reconstruct sampled lines from their own latent (Larimar)
-  cfg.ae_memory_weight = 1.0  # reconstruct them from the memory read of their latent (Larimar)
+  # Reconstruct them from the memory read of their latent (Larimar). Without write noise, and
+  # with no more lines per memory than slots, the read of a written latent is that latent (the
+  # read projects onto the stored lines), so this term equals ae_loss and is not decoded twice
+  # (losses.reads_back).
+  cfg.ae_memory_weight = 1.0
   cfg.ae_lines = 2  # lines reconstructed per example (facts and distractors alike)
   cfg.kl_weight = 0.0  # KL of the noisy read weights (needs model.memory.read_noise)
   cfg.kl_cycle_steps = 2000  # cyclic KL schedule: ramp 0 -> 1 over half a cycle, then hold
@@ -62,6 +69,30 @@ def answer_terms(logits_BxTxV: jax.Array, targets_BxT: jax.Array, weights_BxT: j
   return answer_loss, _masked_mean(exact_B, example_B)
 
 
+def answer_window(cfg: ml_collections.ConfigDict, width: int) -> int:
+  """Positions scored from each prompt's end (`answer_positions`), at most `width`."""
+  positions = cfg.get("answer_positions", 0)
+  return min(positions, width) if positions > 0 else width
+
+
+def _answer_terms_at_prompt_end(model: "memreasoner.MemReasoner", params: models.Params,
+                                batch: dict[str, jax.Array],
+                                cond_BxNxC: jax.Array,
+                                cfg: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+  """`answer_terms` with the output layer only at the W positions from each prompt's end."""
+  answer_BxA = batch["answer_BxA"]
+  width = answer_BxA.shape[1] - 1
+  pos_BxW = batch["prompt_len_B"][:, None] - 1 + jnp.arange(answer_window(cfg, width))[None]
+  inside_BxW = pos_BxW < width
+  pos_BxW = jnp.minimum(pos_BxW, width - 1)
+  logits_BxWxV = model.decode(params, answer_BxA[:, :-1], cond_BxNxC, pos_BxW)
+  example_B = batch["example_weight_B"]
+  targets_BxW = jnp.take_along_axis(answer_BxA[:, 1:], pos_BxW, axis=1)
+  weights_BxW = (jnp.take_along_axis(batch["answer_mask_BxA"][:, 1:], pos_BxW, axis=1)
+                 & inside_BxW) * example_B[:, None]
+  return answer_terms(logits_BxWxV, targets_BxW, weights_BxW, example_B)
+
+
 def _sample_lines(rng: jax.Array, mask_BxE: jax.Array, count: int) -> jax.Array:
   """`count` distinct line indices per example, real lines first (Gumbel top-k).
 
@@ -93,19 +124,37 @@ def _reconstruction_losses(model: "memreasoner.MemReasoner", params: models.Para
   keep_BxRxT = jnp.take_along_axis(keep_BxExT, idx_BxR[..., None], axis=1)
   real_BxR = jnp.take_along_axis(mask_BxE, idx_BxR, axis=1) & (batch["example_weight_B"] > 0)[:, None]
   latents_BxRxC = jnp.take_along_axis(r.zt_BxExC, idx_BxR[..., None], axis=1).astype(jnp.float32)
-  read_one = lambda q_BxC: memory.read_chunked(r.mem, q_BxC, combine=model.config.memory.combine)[0]
-  readouts_BxRxC = jax.vmap(read_one, in_axes=1, out_axes=1)(latents_BxRxC)
-  # Both terms decode the same lines: one decoder call over both conditionings (2N sequences)
-  # compiles and runs once.
   n = b * count
   lines_NxT = lines_BxRxT.reshape(n, t)
-  inputs_2NxT = jnp.concatenate([lines_NxT[:, :-1]] * 2)
-  targets_2NxT = jnp.concatenate([lines_NxT[:, 1:]] * 2)
-  cond_2Nx1xC = jnp.concatenate([latents_BxRxC, readouts_BxRxC]).reshape(2 * n, 1, -1)
-  logits_2NxTxV = model.decode(params, inputs_2NxT, cond_2Nx1xC)
-  ce_2NxT = optax.softmax_cross_entropy_with_integer_labels(logits_2NxTxV, targets_2NxT)
   weights_NxT = keep_BxRxT.reshape(n, t)[:, 1:] & real_BxR.reshape(-1)[:, None]
-  return _masked_mean(ce_2NxT[:n], weights_NxT), _masked_mean(ce_2NxT[n:], weights_NxT)
+  if reads_back(model, e):
+    cond_Nx1xC = latents_BxRxC.reshape(n, 1, -1)
+  else:
+    read_one = lambda q_BxC: memory.read_chunked(r.mem, q_BxC,
+                                                 combine=model.config.memory.combine)[0]
+    readouts_BxRxC = jax.vmap(read_one, in_axes=1, out_axes=1)(latents_BxRxC)
+    # Both terms decode the same lines: one decoder call over both conditionings (2N sequences).
+    cond_Nx1xC = jnp.concatenate([latents_BxRxC, readouts_BxRxC]).reshape(2 * n, 1, -1)
+    lines_NxT = jnp.concatenate([lines_NxT] * 2)
+  logits_NxTxV = model.decode(params, lines_NxT[:, :-1], cond_Nx1xC)
+  ce_NxT = optax.softmax_cross_entropy_with_integer_labels(logits_NxTxV, lines_NxT[:, 1:])
+  ae_loss = _masked_mean(ce_NxT[:n], weights_NxT)
+  return ae_loss, _masked_mean(ce_NxT[-n:], weights_NxT)
+
+
+def reads_back(model: "memreasoner.MemReasoner", lines: int) -> bool:
+  """Whether the memory read of a written latent is that latent, so ae_memory_loss = ae_loss.
+
+  Without write noise the memory stores the latents themselves; with no more lines per memory
+  than slots, and exact pseudo-inverses, its read is the projection onto the stored lines, which
+  returns each of them whatever the latents (so the gradients agree too); a chunked read keeps
+  its own chunk's readout, the nearest line. Equal up to rounding for latents in general
+  position; tests/test_model.py checks the two terms agree.
+  """
+  mem = model.config.memory
+  fits = (model.chunked and mem.combine == "nearest_line") or (
+      not model.chunked and lines <= mem.num_slots)
+  return mem.write_noise_std == 0 and mem.pinv == "svd" and fits
 
 
 def _supporting_fact_terms(r: "memreasoner.Reasoning", batch: dict[str, jax.Array],
@@ -124,18 +173,17 @@ def _supporting_fact_terms(r: "memreasoner.Reasoning", batch: dict[str, jax.Arra
 
 
 def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict[str, jax.Array],
-            rng: jax.Array | None, step: jax.Array | int,
-            cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, Any]]:
-  """The weighted total loss and its parts. `rng=None` evaluates without training noise."""
+            rng: jax.Array | None, step: jax.Array | int, cfg: ml_collections.ConfigDict, *,
+            reasoning: "memreasoner.Reasoning | None" = None) -> tuple[jax.Array, dict[str, Any]]:
+  """The weighted total loss and its parts. `rng=None` evaluates without training noise.
+
+  `reasoning`: the batch's `model.reason` without noise, when the caller has it already.
+  """
   noise_rng, sample_rng = (None, jax.random.PRNGKey(0)) if rng is None else jax.random.split(rng)
-  r = model.reason(params, batch, rng=noise_rng)
+  r = model.reason(params, batch, rng=noise_rng) if reasoning is None else reasoning
   example_B = batch["example_weight_B"]
 
-  answer_BxA = batch["answer_BxA"]
-  logits_BxTxV = model.decode(params, answer_BxA[:, :-1], r.cond_BxNxC)
-  targets_BxT = answer_BxA[:, 1:]
-  weights_BxT = batch["answer_mask_BxA"][:, 1:] * example_B[:, None]
-  answer_loss, answer_exact = answer_terms(logits_BxTxV, targets_BxT, weights_BxT, example_B)
+  answer_loss, answer_exact = _answer_terms_at_prompt_end(model, params, batch, r.cond_BxNxC, cfg)
 
   ae_loss, ae_memory_loss = _reconstruction_losses(model, params, batch, r, sample_rng,
                                                    cfg.ae_lines)

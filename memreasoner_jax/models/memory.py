@@ -136,14 +136,25 @@ def pseudo_inverse(
     return _ben_israel(a_NxM, ben_israel_steps, ben_israel_alpha)
 
 
+def normal_per_index(rng: jax.Array, shape_BxNx: tuple[int, ...]) -> jax.Array:
+  """Standard normal noise whose slice i on axis 1 is drawn from its own key, fold_in(rng, i).
+
+  Appending padding along axis 1 (lines, chunks) then leaves the draws of the real entries
+  unchanged, where one `jax.random.normal` over the whole shape would redraw them all.
+  """
+  b, n, *rest = shape_BxNx
+  per_index = lambda i: jax.random.normal(jax.random.fold_in(rng, i), (b, *rest))
+  return jax.vmap(per_index, out_axes=1)(jnp.arange(n))
+
+
 class _Written(NamedTuple):
   memory_BxKxC: jax.Array
   w0_BxExK: jax.Array  # the write weights Z M0^+
-  lines_BxExC: jax.Array  # the written latents: padding zeroed, noise added
+  lines_BxExC: jax.Array  # the written latents, padding zeroed
 
 
-def _write(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Array, noise_std: float,
-           rng: jax.Array | None, pinv: PinvMethod) -> _Written:
+def _write(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Array,
+           pinv: PinvMethod) -> _Written:
   _check_rank("facts_BxExC", facts_BxExC, 3, "B x E x C")
   _check_rank("mask_BxE", mask_BxE, 2, "B x E")
   _check_rank("prior_KxC", prior_KxC, 2, "K x C")
@@ -156,10 +167,6 @@ def _write(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Array, no
     raise ValueError(f"prior_KxC must have C={c} columns to match facts_BxExC, got {prior_KxC.shape}")
   keep_BxEx1 = mask_BxE[..., None].astype(jnp.float32)
   z_BxExC = facts_BxExC.astype(jnp.float32) * keep_BxEx1
-  if noise_std > 0:
-    if rng is None:
-      raise ValueError("write: noise_std > 0 needs an rng")
-    z_BxExC = z_BxExC + noise_std * jax.random.normal(rng, z_BxExC.shape) * keep_BxEx1
   prior_pinv_CxK = pseudo_inverse(prior_KxC, pinv)
   w0_BxExK = jnp.einsum("bec,ck->bek", z_BxExC, prior_pinv_CxK, precision=_HIGHEST)
   w0_pinv_BxKxE = pseudo_inverse(w0_BxExK, pinv, keep_N=mask_BxE)
@@ -172,8 +179,6 @@ def write(
     mask_BxE: jax.Array,
     prior_KxC: jax.Array,
     *,
-    noise_std: float = 0.0,
-    rng: jax.Array | None = None,
     pinv: PinvMethod = "svd",
 ) -> jax.Array:
   """Writes each example's lines into a memory of K slots (Larimar's least-squares write).
@@ -185,14 +190,12 @@ def write(
     facts_BxExC: line latents.
     mask_BxE: True for real lines.
     prior_KxC: the memory prior M0 (learned; initialised to the identity).
-    noise_std: std of Gaussian observation noise added to the written latents (training).
-    rng: key for the noise; required when noise_std > 0.
     pinv: pseudo-inverse method, see `pseudo_inverse`.
 
   Returns:
     memory_BxKxC in float32.
   """
-  return _write(facts_BxExC, mask_BxE, prior_KxC, noise_std, rng, pinv).memory_BxKxC
+  return _write(facts_BxExC, mask_BxE, prior_KxC, pinv).memory_BxKxC
 
 
 def _memory_pinv(written: _Written, mask_BxE: jax.Array, pinv: PinvMethod) -> jax.Array:
@@ -271,22 +274,33 @@ def write_chunked(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Ar
   The chunks are written by one batched `write`, not a Python loop. Chunks made only of
   padding are marked empty and never selected by `read_chunked`. With pinv "gram" and no more
   lines per chunk than slots, M^+ comes from the lines' E x E Gram matrix (see `_memory_pinv`).
+
+  Args:
+    noise_std: std of Gaussian observation noise added to the written latents (training),
+      drawn per line so that padding lines change no real line's noise.
+    rng: key for the noise; required when noise_std > 0.
   """
   _check_rank("facts_BxExC", facts_BxExC, 3, "B x E x C")
+  _check_rank("mask_BxE", mask_BxE, 2, "B x E")
   b, e, c = facts_BxExC.shape
+  written_BxExC = facts_BxExC.astype(jnp.float32)
+  if noise_std > 0:
+    if rng is None:
+      raise ValueError("write_chunked: noise_std > 0 needs an rng")
+    noise_BxExC = normal_per_index(rng, (b, e, c)) * mask_BxE[..., None]
+    written_BxExC = written_BxExC + noise_std * noise_BxExC
   per_chunk = e if lines_per_chunk <= 0 else lines_per_chunk
   n = -(-e // per_chunk)
-  pad = n * per_chunk - e
-  facts_BxExC = jnp.pad(facts_BxExC, ((0, 0), (0, pad), (0, 0)))
-  mask_BxE = jnp.pad(mask_BxE, ((0, 0), (0, pad)))
-  lines_BNxLxC = facts_BxExC.reshape(b * n, per_chunk, c)
-  keep_BNxL = mask_BxE.reshape(b * n, per_chunk)
-  written = _write(lines_BNxLxC, keep_BNxL, prior_KxC, noise_std, rng, pinv)
+  # Lines padded to whole chunks, then one row per chunk: (B*N) x L x ...
+  chunks = lambda x: jnp.pad(x, ((0, 0), (0, n * per_chunk - e)) + ((0, 0),) * (x.ndim - 2)
+                             ).reshape(b * n, per_chunk, *x.shape[2:])
+  keep_BNxL = chunks(mask_BxE)
+  written = _write(chunks(written_BxExC), keep_BNxL, prior_KxC, pinv)
   k = prior_KxC.shape[0]
   return ChunkedMemory(
       memory_BxNxKxC=written.memory_BxKxC.reshape(b, n, k, c),
       memory_pinv_BxNxCxK=_memory_pinv(written, keep_BNxL, pinv).reshape(b, n, c, k),
-      lines_BxNxLxC=lines_BNxLxC.reshape(b, n, per_chunk, c).astype(jnp.float32),
+      lines_BxNxLxC=chunks(facts_BxExC).reshape(b, n, per_chunk, c).astype(jnp.float32),
       keep_BxNxL=keep_BNxL.reshape(b, n, per_chunk))
 
 

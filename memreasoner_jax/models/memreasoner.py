@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from memreasoner_jax import models
+from memreasoner_jax.models import attention
 from memreasoner_jax.models import decoder as decoder_lib
 from memreasoner_jax.models import encoder as encoder_lib
 from memreasoner_jax.models import hops as hops_lib
@@ -35,6 +36,7 @@ from memreasoner_jax.models import temporal as temporal_lib
 Params = models.Params
 CONDITIONS = ("readouts", "facts", "both")
 REMAT = ("none", "blocks")
+FACT_GRADIENTS = ("none", "straight_through")
 
 
 class Reasoning(NamedTuple):
@@ -75,6 +77,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
        "even for the BiGRU (C/2 units per direction)", cfg.latent_size)
   need(cfg.decoder.condition in CONDITIONS, "decoder.condition", f"one of {CONDITIONS}",
        cfg.decoder.condition)
+  need(cfg.decoder.fact_gradient in FACT_GRADIENTS, "decoder.fact_gradient",
+       f"one of {FACT_GRADIENTS}", cfg.decoder.fact_gradient)
   need(cfg.encoder.pooling in ("first", "mean"), "encoder.pooling", "first or mean",
        cfg.encoder.pooling)
   need(cfg.encoder.encode_chunk >= 1, "encoder.encode_chunk", ">= 1", cfg.encoder.encode_chunk)
@@ -82,9 +86,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     sub = cfg[part]
     need(sub.d_model % sub.num_heads == 0, f"{part}.d_model", "divisible by num_heads",
          sub.d_model)
-  need(cfg.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32, bfloat16 or float16",
-       cfg.dtype)
-  need(cfg.remat in REMAT, "remat", f"one of {REMAT}", cfg.remat)
+  need(cfg.get("attention", "xla") in attention.IMPLEMENTATIONS, "attention",
+       f"one of {attention.IMPLEMENTATIONS}", cfg.get("attention"))
+  need(cfg.get("remat", "none") in REMAT, "remat", f"one of {REMAT}", cfg.get("remat"))
+  models.check_dtype(cfg)
 
 
 def _check_batch(batch: dict[str, jax.Array]) -> None:
@@ -106,13 +111,15 @@ class MemReasoner:
     validate(config)
     self.config = config
     dtype = jnp.dtype(config.dtype)
-    remat = config.remat == "blocks"
-    self.encoder = encoder_lib.Encoder(config.encoder, config.latent_size, dtype, remat)
+    implementation = config.get("attention", "xla")
+    remat = config.get("remat", "none") == "blocks"
+    self.encoder = encoder_lib.Encoder(config.encoder, config.latent_size, dtype, implementation,
+                                       remat)
     self.temporal = temporal_lib.TemporalEncoder(config.temporal.kind, config.temporal.residual,
                                                  dtype)
     self.hops = hops_lib.HopOperator(config.hops.num_hops, config.hops.update_rule,
                                      config.memory.read_noise, config.memory.combine, dtype)
-    self.decoder = decoder_lib.Decoder(config.decoder, dtype, remat)
+    self.decoder = decoder_lib.Decoder(config.decoder, dtype, implementation, remat)
     self.pinv = memory.resolve_pinv(config.memory.pinv)  # "auto" follows the platform
 
   @property
@@ -192,18 +199,37 @@ class MemReasoner:
         rng=write_rng, pinv=self.pinv)
     readouts_BxHxC, sims_BxHxE, kl_B = self.hops.apply(
         {"params": params["hops"]}, query_BxC, mem, zt_BxExC, mask_BxE, read_rng)
-    facts_BxHxC = jnp.take_along_axis(
-        zt_BxExC, jnp.argmax(sims_BxHxE, axis=-1)[..., None], axis=1).astype(jnp.float32)
+    facts_BxHxC = self._select_facts(zt_BxExC, sims_BxHxE, mask_BxE)
     cond_BxNxC = {"readouts": readouts_BxHxC, "facts": facts_BxHxC,
                   "both": jnp.concatenate([readouts_BxHxC, facts_BxHxC], axis=1)}[
                       cfg.decoder.condition]
     return Reasoning(z_BxExC, zt_BxExC, query_BxC, mem, readouts_BxHxC, sims_BxHxE, kl_B,
                      cond_BxNxC)
 
-  def decode(self, params: Params, tokens_BxT: jax.Array, cond_BxNxC: jax.Array) -> jax.Array:
-    """Teacher-forced next-token logits_BxTxV."""
-    logits, _ = self.decoder.apply({"params": params["decoder"]}, tokens_BxT, cond_BxNxC)
-    return logits
+  def _select_facts(self, zt_BxExC: jax.Array, sims_BxHxE: jax.Array,
+                    mask_BxE: jax.Array) -> jax.Array:
+    """Each hop's most similar line's latent (facts_BxHxC), with the configured gradient."""
+    pick_BxHxE = jax.nn.one_hot(jnp.argmax(sims_BxHxE, axis=-1), sims_BxHxE.shape[-1])
+    if self.config.decoder.fact_gradient == "straight_through":
+      soft_BxHxE = jax.nn.softmax(sims_BxHxE / self.config.decoder.fact_temperature, axis=-1,
+                                  where=mask_BxE[:, None, :])
+      soft_BxHxE = jnp.where(mask_BxE[:, None, :], soft_BxHxE, 0.0)
+      pick_BxHxE = pick_BxHxE + soft_BxHxE - jax.lax.stop_gradient(soft_BxHxE)
+    return jnp.einsum("bhe,bec->bhc", pick_BxHxE, zt_BxExC,
+                      precision=jax.lax.Precision.HIGHEST)
+
+  def decode(self, params: Params, tokens_BxT: jax.Array, cond_BxNxC: jax.Array,
+             positions_BxW: jax.Array | None = None) -> jax.Array:
+    """Teacher-forced next-token logits_BxTxV, or only at `positions_BxW` (logits_BxWxV).
+
+    The output layer runs only where logits are asked for: with a large vocabulary it costs
+    about as much as the rest of a small decoder.
+    """
+    hidden_BxTxD, _ = self.decoder.apply({"params": params["decoder"]}, tokens_BxT, cond_BxNxC,
+                                         head=False)
+    if positions_BxW is not None:
+      hidden_BxTxD = jnp.take_along_axis(hidden_BxTxD, positions_BxW[..., None], axis=1)
+    return decoder_lib.logits(params["decoder"], hidden_BxTxD, jnp.dtype(self.config.dtype))
 
   def batch_shapes(self, batch_size: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
     return batch_shapes(batch_size)
@@ -212,48 +238,65 @@ class MemReasoner:
            step: jax.Array | int, cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict]:
     return losses.loss_fn(self, params, batch, rng, step, cfg)
 
+  def loss_and_generate(self, params: Params, batch: dict[str, jax.Array],
+                        cfg: ml_collections.ConfigDict,
+                        max_new_tokens: int) -> tuple[jax.Array, dict, models.Generated]:
+    """`loss` without noise and `generate`, from one `reason` (the context encoded once)."""
+    reasoning = self.reason(params, batch)
+    total, metrics = losses.loss_fn(self, params, batch, None, 0, cfg, reasoning=reasoning)
+    return total, metrics, self._generate(params, batch, reasoning, max_new_tokens)
+
   def generate(self, params: Params, batch: dict[str, jax.Array], max_new_tokens: int, *,
                use_cache: bool = True) -> models.Generated:
     """Greedy answers after each example's prompt.
 
-    Every sequence steps one position at a time from position 0; while a sequence is still
-    inside its prompt its next input is the prompt token, afterwards its own prediction, so
-    prompts of different lengths share one loop. Without the cache each step re-runs the whole
-    prefix (for checking the cache).
+    The prompts are read in one decoder call into a KV cache (prefill); then each example feeds
+    one token per step at its own position. Without the cache each step re-runs the whole
+    sequence (for checking the cache).
     """
     reasoning = self.reason(params, batch)
+    if use_cache:
+      return self._generate(params, batch, reasoning, max_new_tokens)
     cond_BxNxC = reasoning.cond_BxNxC
+    prompt_len_B = batch["prompt_len_B"]
+    self._length(batch, max_new_tokens)
+    buffer_BxL = jnp.pad(batch["answer_BxA"], ((0, 0), (0, max_new_tokens)))
+    rows_B = jnp.arange(prompt_len_B.shape[0])
+
+    def step(buffer_BxL, j):
+      logits_BxV = self.decode(params, buffer_BxL, cond_BxNxC, (prompt_len_B + j - 1)[:, None])
+      logits_BxV = logits_BxV[:, 0]
+      token_B = jnp.argmax(logits_BxV, axis=-1).astype(buffer_BxL.dtype)
+      return buffer_BxL.at[rows_B, prompt_len_B + j].set(token_B), (token_B, logits_BxV)
+
+    _, (tokens_NxB, logits_NxBxV) = jax.lax.scan(step, buffer_BxL, jnp.arange(max_new_tokens))
+    return models.Generated(tokens_NxB.T, jnp.swapaxes(logits_NxBxV, 0, 1),
+                            reasoning.sims_BxHxE)
+
+  def _length(self, batch: dict[str, jax.Array], max_new_tokens: int) -> int:
+    """Positions a generation may use: the prompt width and the new tokens."""
+    length = batch["answer_BxA"].shape[1] + max_new_tokens
+    if length > self.config.decoder.max_len:
+      raise ValueError(f"prompt width {batch['answer_BxA'].shape[1]} + max_new_tokens "
+                       f"{max_new_tokens} exceeds decoder.max_len={self.config.decoder.max_len}")
+    return length
+
+  def _generate(self, params: Params, batch: dict[str, jax.Array], reasoning: Reasoning,
+                max_new_tokens: int) -> models.Generated:
+    """Prefill answer_BxA into a cache, then greedy steps from each example's prompt end."""
     prompt_BxP = batch["answer_BxA"]
     prompt_len_B = batch["prompt_len_B"]
-    b, p = prompt_BxP.shape
-    length = p + max_new_tokens
-    if length > self.config.decoder.max_len:
-      raise ValueError(f"prompt width {p} + max_new_tokens {max_new_tokens} exceeds "
-                       f"decoder.max_len={self.config.decoder.max_len}")
-    buffer_BxL = jnp.pad(prompt_BxP, ((0, 0), (0, max_new_tokens)))
-    dec = {"params": params["decoder"]}
-
-    def step(carry, pos):
-      buffer_BxL, cache = carry
-      if use_cache:
-        logits_Bx1xV, cache = self.decoder.apply(dec, buffer_BxL[:, pos, None], cond_BxNxC,
-                                                 cache, pos)
-        logits_BxV = logits_Bx1xV[:, 0]
-      else:
-        logits_BxV = self.decoder.apply(dec, buffer_BxL, cond_BxNxC)[0][:, pos]
-      pred_B = jnp.argmax(logits_BxV, axis=-1).astype(buffer_BxL.dtype)
-      nxt_B = jnp.where(pos + 1 >= prompt_len_B, pred_B, buffer_BxL[:, pos + 1])
-      buffer_BxL = buffer_BxL.at[:, pos + 1].set(nxt_B)
-      return (buffer_BxL, cache), logits_BxV
-
-    cache = decoder_lib.init_cache(self.config.decoder, b, length, jnp.dtype(self.config.dtype))
-    (buffer_BxL, _), logits_LxBxV = jax.lax.scan(
-        step, (buffer_BxL, cache if use_cache else None), jnp.arange(length - 1))
-    offsets_BxN = prompt_len_B[:, None] + jnp.arange(max_new_tokens)[None]
-    tokens_BxN = jnp.take_along_axis(buffer_BxL, offsets_BxN, axis=1)
-    logits_BxNxV = jnp.take_along_axis(
-        jnp.swapaxes(logits_LxBxV, 0, 1), (offsets_BxN - 1)[..., None], axis=1)
-    return models.Generated(tokens_BxN, logits_BxNxV, reasoning.sims_BxHxE)
+    dtype = jnp.dtype(self.config.dtype)
+    cache = decoder_lib.init_cache(self.config.decoder, prompt_BxP.shape[0],
+                                   self._length(batch, max_new_tokens), dtype)
+    hidden_BxPxD, cache = self.decoder.apply({"params": params["decoder"]}, prompt_BxP,
+                                             reasoning.cond_BxNxC, cache, 0, head=False)
+    last_BxD = jnp.take_along_axis(hidden_BxPxD, (prompt_len_B - 1)[:, None, None], axis=1)[:, 0]
+    tokens_BxN, logits_BxNxV = decoder_lib.greedy(
+        self.decoder, params["decoder"], reasoning.cond_BxNxC, cache,
+        decoder_lib.logits(params["decoder"], last_BxD, dtype), prompt_len_B, max_new_tokens)
+    return models.Generated(tokens_BxN.astype(prompt_BxP.dtype), logits_BxNxV,
+                            reasoning.sims_BxHxE)
 
 
 def batch_shapes(batch_size: int = 1, lines: int = 2, line_tokens: int = 8, query_tokens: int = 8,

@@ -32,6 +32,9 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # (memreasoner_jax/models/baseline.py; needs data.sequence_tokens and a decoder.max_len to match).
   cfg.kind = "memreasoner"
   cfg.dtype = "float32"  # compute dtype: float32, or bfloat16 on accelerators
+  # Attention implementation (models/attention.py): xla (any device) or cudnn (the fused kernel,
+  # NVIDIA GPUs only, bf16 inputs).
+  cfg.attention = "xla"
   # Rematerialisation: none, or blocks (each encoder and decoder block recomputes its
   # activations in the backward pass: less memory for about a third more compute).
   cfg.remat = "none"
@@ -83,5 +86,11 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   cfg.decoder.max_len = dec_p  # position table size: the longest prompt + answer in tokens
   cfg.decoder.layer_norm_eps = 1e-5  # GPT-2's epsilon
   cfg.decoder.condition = "readouts"  # readouts, facts (each hop's nearest line) or both
+  # How the answer loss reaches the read when the decoder gets the facts: "none" (the argmax
+  # passes no gradient; the read learns only from supporting-fact supervision) or
+  # "straight_through" (forward the argmax line, backward a softmax over lines at
+  # fact_temperature, so unsupervised examples train the read too).
+  cfg.decoder.fact_gradient = "none"
+  cfg.decoder.fact_temperature = 0.1
   cfg.decoder.init_from = ""  # a Hugging Face GPT-2-family directory to start from ("" = random)
   return cfg

@@ -3,7 +3,8 @@ r"""Generates a task split to a file.
   python -m memreasoner_jax.tasks.generate --task=qa2 --split=test --num=1000 \
       --length=16k --distractors=/data/books --seed=0 --format=jsonl --out=/tmp/qa2_16k.jsonl
 
-The same flags give the same bytes. The file appears only once it is complete.
+The same flags give the same bytes. The file appears only once it is complete; a line says
+what was written where.
 """
 
 import os
@@ -20,7 +21,7 @@ _TASK = flags.DEFINE_enum("task", None, registry.TASKS,
 _SPLIT = flags.DEFINE_enum("split", "train", registry.SPLITS,
                            "Which split's random stream to draw from (train and test never "
                            "share one).")
-_NUM = flags.DEFINE_integer("num", 1000, "Number of questions (examples) to generate.", lower_bound=0)
+_NUM = flags.DEFINE_integer("num", 1000, "Number of questions (examples) to generate.", lower_bound=1)
 _LENGTH = flags.DEFINE_enum("length", "0k", lengths.LENGTHS,
                             "BABILong length: 0k = facts only; Nk = facts plus filler totalling "
                             "N*1000 - 300 tokens.")
@@ -71,6 +72,8 @@ def main(argv: list[str]) -> None:
     sys.exit(f"generate: error: {e}")
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   output.atomic_write_text(_OUT.value, text)
+  print(f"Wrote {_NUM.value} {_TASK.value} {_SPLIT.value} examples ({_LENGTH.value}, "
+        f"{_FORMAT.value}) to {os.path.abspath(_OUT.value)}")
 
 
 if __name__ == "__main__":

@@ -28,12 +28,20 @@ def read_jsonl(path: str | os.PathLike) -> list[Example]:
     return [example_from_json(line) for line in f if line.strip()]
 
 
+def _umask() -> int:
+  umask = os.umask(0)  # reading the umask means setting it; put it back at once
+  os.umask(umask)
+  return umask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-  """Writes `text` to a temporary file beside `path`, then renames it into place."""
+  """Writes `text` to a temporary file beside `path`, then renames it into place, with the
+  mode a plain open() would give (mkstemp's files are 0600 whatever the umask)."""
   path = os.fspath(path)
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
                              prefix=f".{os.path.basename(path)}.", suffix=".tmp")
   try:
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
       f.write(text)
     os.replace(tmp, path)

@@ -77,7 +77,8 @@ def haystack(cfg: ml_collections.ConfigDict, length: str, seed: int) -> Example:
 def sequence_tokens(cfg: ml_collections.ConfigDict, example: Example) -> int:
   """The baseline's sequence length: BOS + context + prompt + answer + EOS."""
   tok = input_lib.make_batcher(cfg.data).decoder_tokenizer
-  return len(tok.encode(batching.context_prompt(example))) + len(tok.encode(example.answer)) + 2
+  texts = batching.split_at_space(tok, batching.context_prompt(example), example.answer)
+  return sum(len(tok.encode(text)) for text in texts) + 2
 
 
 def make_batch(cfg: ml_collections.ConfigDict, example: Example) -> dict[str, np.ndarray]:

@@ -1,0 +1,58 @@
+r"""The rows of the results table: which runs train, on what, and where each is evaluated.
+
+The argument is "<preset>[,smoke]": every row trains that preset; `smoke` shrinks each run to
+the babi config's runlocal size, so the whole reproduction runs in minutes (tests do this).
+
+  python -m memreasoner_jax.tools.reproduce --rows=tiny --out=/tmp/results \
+      --test_books=BOOK_A.txt,BOOK_B.txt
+
+Each row is one training run of `configs/babi.py` with overrides. Headline rows keep the
+paper's conditions: contexts of at most 1k tokens in training (stories plus 0..30 filler
+sentences from the built-in training text) and the paper's supervision (none for 1-hop tasks,
+1% for 2-hop tasks); the reference rows supervise every example. The full-attention baseline
+trains on the same stories.
+"""
+
+import dataclasses
+
+from memreasoner_jax.configs import babi
+
+SUPERVISION = {"paper": {"qa1": 0.0, "qa2": 0.01, "vt1": 0.0, "vt2": 0.01}, "all": 1.0}
+# The read learns from the answer loss too (straight-through fact selection), which is what
+# lets the paper-supervision rows learn to select lines at all; measured in BUILD_NOTES.md.
+_MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  name: str  # run folder and table label
+  task: str
+  model: str  # memreasoner or baseline
+  supervision: str  # "paper" or "all"
+  arg: str  # configs/babi.py argument
+  overrides: dict[str, object]  # --config.KEY=VALUE of the run
+
+  @property
+  def label(self) -> str:
+    return f"{self.model} {self.task} ({self.supervision} supervision)"
+
+
+def get_rows(arg: str = "tiny") -> list[Row]:
+  parts = arg.split(",")
+  preset, options = parts[0], set(parts[1:])
+  if not options <= {"smoke"}:
+    raise ValueError(f"results argument {arg!r} must be '<preset>[,smoke]'")
+  smoke = ",runlocal" if "smoke" in options else ""
+  rows = []
+  for task in babi.TASKS:
+    for supervision in ("paper", "all"):
+      sf = SUPERVISION["paper"][task] if supervision == "paper" else SUPERVISION["all"]
+      rows.append(Row(f"{task}-memreasoner-{supervision}", task, "memreasoner", supervision,
+                      f"{task},{preset},long{smoke}",
+                      {**_MEMREASONER, "data.sf_fraction": sf}))
+  for task in ("qa1", "qa2"):
+    rows.append(Row(f"{task}-baseline", task, "baseline", "none",
+                    f"{task},{preset},baseline{smoke}", {}))
+  for row in rows:  # the arguments are checked now, before any run starts
+    babi.get_config(row.arg)
+  return rows

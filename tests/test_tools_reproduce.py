@@ -1,0 +1,83 @@
+"""The results reproduction: plan checks, then train, evaluate and tabulate at smoke size."""
+
+import json
+import os
+import random
+
+import pytest
+
+from memreasoner_jax.configs import results as results_config
+from memreasoner_jax.tasks import builtin_text
+from memreasoner_jax.tools import reproduce
+from tests import train_testing
+
+_ROWS = ["qa1-memreasoner-paper", "qa1-baseline"]
+
+
+def _book(path) -> str:
+  """A small stand-in for a held-out book: built-in test-half sentences, one paragraph each."""
+  stream = builtin_text.BuiltinText("test").sentences(random.Random(0))
+  path.write_text("\n\n".join(next(stream) for _ in range(400)), encoding="utf-8")
+  return str(path)
+
+
+def _plan(book, **changes):
+  args = dict(rows_arg="tiny,smoke", lengths=["0k", "1k"], splits=["standard", "renamed"],
+              test_books=[book], only=_ROWS, num=4, num_long=2, seed=2)
+  return reproduce.make_plan(**{**args, **changes})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path, monkeypatch):
+  for key, value in train_testing.one_device_env().items():  # the training children
+    monkeypatch.setenv(key, value)
+  train_testing.use_compilation_cache()
+  plan = _plan(_book(tmp_path / "held_out.txt"))
+  out = str(tmp_path / "results")
+  cells = reproduce.reproduce(plan, out)
+  for name in ("results.md", "results.json", "results.csv", "results.png", "timings.json"):
+    assert os.path.getsize(os.path.join(out, name)) > 0, name
+  with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+    saved = json.load(f)
+  assert saved["cells"] == cells
+  by_row = {}
+  for c in cells:
+    by_row.setdefault(c["row"], set()).add((c["split"], c["length"]))
+    assert c["ci_low"] <= c["accuracy"] <= c["ci_high"] and c["num"] == 4
+  # The memory model is evaluated everywhere; the baseline only where its context fits.
+  assert by_row["qa1-memreasoner-paper"] == {(s, l) for s in plan.splits for l in plan.lengths}
+  assert by_row["qa1-baseline"] == {(s, "0k") for s in plan.splits}
+  table = open(os.path.join(out, "results.md"), encoding="utf-8").read()
+  assert "n/f" in table and "| memreasoner | qa1 | paper | 20 | renamed |" in table
+
+  # Started again: no run trains again and no cell is recomputed.
+  stamps = {r: os.path.getmtime(os.path.join(out, "runs", r, "checkpoints")) for r in _ROWS}
+  monkeypatch.setattr(reproduce.eval_grid, "evaluate_cell",
+                      lambda *a, **k: pytest.fail("a cached cell was evaluated again"))
+  assert reproduce.reproduce(plan, out) == cells
+  assert stamps == {r: os.path.getmtime(os.path.join(out, "runs", r, "checkpoints"))
+                    for r in _ROWS}
+
+
+def test_bad_plans_fail_before_any_run(tmp_path, monkeypatch):
+  book = _book(tmp_path / "held_out.txt")
+  with pytest.raises(ValueError, match="--lengths"):
+    _plan(book, lengths=["0k", "3k"])
+  with pytest.raises(ValueError, match="--only"):
+    _plan(book, only=["qa7"])
+  with pytest.raises(ValueError, match="--test_books"):
+    _plan(book, test_books=[])
+  with pytest.raises(FileNotFoundError):
+    _plan(str(tmp_path / "missing.txt"))
+  with pytest.raises(FileNotFoundError, match="no row of the table has a checkpoint"):
+    reproduce.reproduce(_plan(book), str(tmp_path / "empty"), train_runs=False)
+  with pytest.raises(ValueError, match="results argument"):
+    results_config.get_rows("tiny,fast")
+  # A row trained on filler from the same book: the test book would not be held out.
+  rows = results_config.get_rows("tiny,smoke")
+  leaky = [results_config.Row(r.name, r.task, r.model, r.supervision, r.arg,
+                              {**r.overrides, "data.train_filler": book}) for r in rows]
+  monkeypatch.setattr(results_config, "get_rows", lambda arg: leaky)
+  with pytest.raises(ValueError, match="training filler"):
+    _plan(book)
