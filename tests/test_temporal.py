@@ -1,4 +1,5 @@
-"""The BiGRU equals a plain per-step, per-direction GRU (flax's GRUCell, scanned as it was)."""
+"""The BiGRU equals a plain per-step, per-direction GRU (flax's GRUCell, scanned as it was),
+with the very same parameters: checkpoints of that layout load unchanged."""
 
 import flax.linen as nn
 import jax
@@ -36,18 +37,6 @@ class _ReferenceBiGRU(nn.Module):
     return jnp.concatenate(outputs, axis=-1)
 
 
-def _to_stacked(ref_params):
-  """The reference's per-gate Dense parameters in the BiGRU's stacked layout."""
-  cells = [ref_params[d]["cell"] for d in ("forward", "backward")]
-  cat = lambda cell, names, leaf: jnp.concatenate([cell[n][leaf] for n in names], axis=-1)
-  return {
-      "input_kernel": jnp.stack([cat(c, ("ir", "iz", "in"), "kernel") for c in cells]),
-      "input_bias": jnp.stack([cat(c, ("ir", "iz", "in"), "bias") for c in cells]),
-      "recurrent_kernel": jnp.stack([cat(c, ("hr", "hz", "hn"), "kernel") for c in cells]),
-      "recurrent_bias": jnp.stack([c["hn"]["bias"] for c in cells]),
-  }
-
-
 @pytest.fixture(scope="module")
 def inputs():
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 9, 16))
@@ -64,7 +53,7 @@ def inputs():
 def test_bigru_equals_the_reference_gru(inputs):
   x, mask, ref, ref_params = inputs
   want = ref.apply({"params": ref_params}, x, mask)
-  got = jax.jit(temporal.BiGRU(8).apply)({"params": _to_stacked(ref_params)}, x, mask)
+  got = jax.jit(temporal.BiGRU(8).apply)({"params": ref_params}, x, mask)
   np.testing.assert_allclose(got, want, atol=1e-5)
   assert float(jnp.abs(got[0, 6:]).max()) == 0.0 and float(jnp.abs(got[2, 3]).max()) == 0.0
 
@@ -72,7 +61,7 @@ def test_bigru_equals_the_reference_gru(inputs):
 def test_bigru_padding_lines_change_nothing(inputs):
   x, mask, _, ref_params = inputs
   gru = jax.jit(temporal.BiGRU(8).apply)
-  params = {"params": _to_stacked(ref_params)}
+  params = {"params": ref_params}
   padded_x = jnp.concatenate([x, 100.0 * jnp.ones((3, 5, 16))], axis=1)
   padded_mask = jnp.concatenate([mask, jnp.zeros((3, 5), bool)], axis=1)
   np.testing.assert_allclose(gru(params, padded_x, padded_mask)[:, :9], gru(params, x, mask),
@@ -81,18 +70,38 @@ def test_bigru_padding_lines_change_nothing(inputs):
 
 def test_bigru_parameters_and_initialisers_match_gru_cells(inputs):
   x, mask, ref, ref_params = inputs
+  shapes = lambda tree: jax.tree.map(lambda p: p.shape, tree)
   params = temporal.BiGRU(8).init(jax.random.PRNGKey(2), x, mask)["params"]
-  assert (sum(p.size for p in jax.tree.leaves(params))
-          == sum(p.size for p in jax.tree.leaves(ref_params)))
-  # Each recurrent gate block is orthogonal, as GRUCell initialises it.
-  for block in jnp.split(params["recurrent_kernel"], 3, axis=-1):
-    np.testing.assert_allclose(jnp.einsum("dfg,dfh->dgh", block, block),
-                               jnp.broadcast_to(jnp.eye(8), (2, 8, 8)), atol=1e-5)
+  # The layout of a scanned flax GRUCell per direction: same names, nesting and shapes.
+  assert shapes(params) == shapes(ref_params)
+  cell = {"ir": {"kernel": (16, 8), "bias": (8,)}, "iz": {"kernel": (16, 8), "bias": (8,)},
+          "in": {"kernel": (16, 8), "bias": (8,)}, "hr": {"kernel": (8, 8)},
+          "hz": {"kernel": (8, 8)}, "hn": {"kernel": (8, 8), "bias": (8,)}}
+  assert shapes(params) == {"forward": {"cell": cell}, "backward": {"cell": cell}}
+  # The temporal encoder holds them directly, as its per-direction scans did.
+  encoder_params = temporal.TemporalEncoder().init(jax.random.PRNGKey(2), x, mask)["params"]
+  assert shapes(encoder_params) == shapes(ref_params)
+  for direction in ("forward", "backward"):
+    cell_params = params[direction]["cell"]
+    # GRUCell's initialisers: orthogonal recurrent kernels, zero biases, lecun-normal inputs.
+    for gate in ("hr", "hz", "hn"):
+      kernel = cell_params[gate]["kernel"]
+      np.testing.assert_allclose(kernel.T @ kernel, jnp.eye(8), atol=1e-5)
+    assert all(float(jnp.abs(cell_params[g]["bias"]).max()) == 0.0 for g in ("ir", "iz", "in", "hn"))
+    for gate in ("ir", "iz", "in"):
+      assert 0.1 < float(jnp.std(cell_params[gate]["kernel"])) * 4 < 2.0  # std 1/sqrt(16)
+
+
+def test_temporal_encoder_applies_gru_cell_parameters(inputs):
+  x, mask, _, ref_params = inputs
+  want = _ReferenceBiGRU(8).apply({"params": ref_params}, x, mask) + x * mask[..., None]
+  got = temporal.TemporalEncoder().apply({"params": ref_params}, x, mask)
+  np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_bfloat16_compute_keeps_a_float32_state(inputs):
   x, mask, _, ref_params = inputs
-  params = {"params": _to_stacked(ref_params)}
+  params = {"params": ref_params}
   f32 = temporal.BiGRU(8).apply(params, x, mask)
   bf16 = temporal.BiGRU(8, jnp.bfloat16).apply(params, x, mask)
   assert bf16.dtype == jnp.float32
