@@ -146,15 +146,16 @@ def reads_back(model: "memreasoner.MemReasoner", lines: int) -> bool:
   """Whether the memory read of a written latent is that latent, so ae_memory_loss = ae_loss.
 
   Without write noise the memory stores the latents themselves; with no more lines per memory
-  than slots, and exact pseudo-inverses, its read is the projection onto the stored lines, which
-  returns each of them whatever the latents (so the gradients agree too); a chunked read keeps
-  its own chunk's readout, the nearest line. Equal up to rounding for latents in general
-  position; tests/test_model.py checks the two terms agree.
+  than slots, and exact pseudo-inverses (svd, or gram, which in that case reads through the
+  lines' Gram matrix; `memory.pinv=auto` is one of the two), its read is the projection onto
+  the stored lines, which returns each of them whatever the latents (so the gradients agree
+  too); a chunked read keeps its own chunk's readout, the nearest line. Equal up to rounding
+  for latents in general position; tests/test_model.py checks the two terms agree.
   """
   mem = model.config.memory
   fits = (model.chunked and mem.combine == "nearest_line") or (
       not model.chunked and lines <= mem.num_slots)
-  return mem.write_noise_std == 0 and mem.pinv == "svd" and fits
+  return mem.write_noise_std == 0 and model.pinv in ("svd", "gram") and fits
 
 
 def _supporting_fact_terms(r: "memreasoner.Reasoning", batch: dict[str, jax.Array],
