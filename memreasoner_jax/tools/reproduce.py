@@ -194,14 +194,15 @@ def heatmap(cells: list[dict[str, Any]], lengths: Sequence[str], path: str) -> N
   grid = np.full((len(keys), len(lengths)), np.nan)
   for c in cells:
     grid[keys.index((c["label"], c["split"])), list(lengths).index(c["length"])] = c["accuracy"]
-  fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(lengths), 0.9 + 0.4 * len(keys)))
+  # Wide enough for the row labels on the left and the axis label below.
+  fig, ax = plt.subplots(figsize=(5.0 + 0.7 * len(lengths), 1.2 + 0.4 * len(keys)))
   ax.imshow(np.nan_to_num(grid, nan=-1), cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
   for i, j in np.ndindex(grid.shape):
     ax.text(j, i, "n/f" if np.isnan(grid[i, j]) else f"{grid[i, j]:.0f}", ha="center",
             va="center", fontsize=8)
   ax.set_xticks(range(len(lengths)), lengths)
   ax.set_yticks(range(len(keys)), [f"{label}, {split}" for label, split in keys], fontsize=8)
-  ax.set_xlabel("context length (tokens); n/f: does not fit the model")
+  ax.set_xlabel("context length in tokens (n/f: does not fit the model)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
