@@ -8,12 +8,15 @@ the checkpoint's data.eval_seed), hidden in `--distractors` filler at that lengt
 task's own, built-in book text for bAbI and RULER's noise for variable tracking); the renamed
 split is the same haystack with answer words training never saw. Scores (in %): BABILong's label
 match for bAbI tasks (the renamed split's labels for it), RULER's string_match_all for variable
-tracking, exact match for all; `accuracy` is the first of these.
+tracking, exact match for all; `accuracy` is the first of these. On a renamed bAbI split,
+`trained_answers` is the share of answers that are training's answer words instead of the new
+ones: the table's notes quote it where a split scores 0.
 
 Every finished cell is written to OUT/cells.json at once, so a run that stops (interrupted,
 preempted) and is started again with the same flags computes only the cells still missing.
 Outputs in OUT: results.json, results.csv, results.md (accuracy, a row per task and split, a
-column per length) and results.png (accuracy by length, a line per task and split).
+column per length) and results.png (accuracy by length, a line per task and split, chance
+dotted, questions per cell under each length, the run's name as its title).
 
 The model is reached only through an `AnswerFn` (a batch of Examples -> answer strings), so any
 model that can answer examples is evaluated by `run` the same way.
@@ -38,6 +41,7 @@ from memreasoner_jax import evaluate
 from memreasoner_jax import inference
 from memreasoner_jax.tasks.example import Example
 from memreasoner_jax.tasks import registry
+from memreasoner_jax.tasks import rename
 
 AnswerFn = Callable[[Sequence[Example]], list[str]]
 SPLITS = ("standard", "renamed")
@@ -82,6 +86,9 @@ def evaluate_cell(answer_fn: AnswerFn, cell: Cell, num: int, seed: int,
                                       renamed).items():
       totals[name] = totals.get(name, 0.0) + value
   scores = {name: 100.0 * total / num for name, total in totals.items()}
+  if renamed and cell.task in registry.BABI_TASKS:  # why a renamed split scores what it does
+    trained = set(rename.answer_labels(cell.task))
+    scores["trained_answers"] = 100.0 * sum(o.strip() in trained for o in outputs) / num
   metric = "ruler" if cell.task.startswith("vt") else "babilong"
   return {**dataclasses.asdict(cell), "num": num, "metric": metric, "accuracy": scores[metric],
           **scores, "seconds": seconds, "seconds_per_question": seconds / num,
@@ -133,25 +140,59 @@ def run(answer_fn: AnswerFn, out_dir: str, cells: Sequence[Cell], *, num: int, s
       write_json(cache_path, {"settings": settings, "cells": done})
       bar.update()
   rows = [done[c.key] for c in cells]
-  write_outputs(rows, out_dir, title=model_id)
+  write_outputs(rows, out_dir, title=run_name(model_id) if model_id else "")
   return rows
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-  """Accuracy with a row per task and split and a column per length."""
+  """Accuracy with a row per task and split and a column per length, then notes on splits
+  that score 0 for a reason the rows show."""
   lengths = list(dict.fromkeys(r["length"] for r in rows))
   lines = ["| task | split | metric | " + " | ".join(lengths) + " |",
            "|---|---|---|" + "---:|" * len(lengths)]
+  notes = []
   for task, split in dict.fromkeys((r["task"], r["split"]) for r in rows):
     by_length = {r["length"]: r for r in rows if (r["task"], r["split"]) == (task, split)}
     metric = next(iter(by_length.values()))["metric"]
     values = [f"{by_length[l]['accuracy']:.1f}" if l in by_length else "" for l in lengths]
     lines.append(f"| {task} | {split} | {metric} | " + " | ".join(values) + " |")
-  return "\n".join(lines) + "\n"
+    zero = [r for r in by_length.values() if r["accuracy"] == 0 and "trained_answers" in r]
+    if zero:
+      share = sum(r["trained_answers"] * r["num"] for r in zero) / sum(r["num"] for r in zero)
+      notes.append(f"{task} {split} scores 0 at {', '.join(r['length'] for r in zero)}: its "
+                   f"answers are words training never had, and {share:.0f}% of the model's "
+                   "answers there are answers from training instead.")
+  table = "\n".join(lines) + "\n"
+  return table + "".join(f"\nNote: {note}\n" for note in notes)
+
+
+def chance(task: str) -> float | None:
+  """Accuracy (%) of a blind guess: one room in six for bAbI; variable tracking has none worth
+  drawing (names are free text)."""
+  return 100.0 / len(rename.answer_labels(task)) if task in registry.BABI_TASKS else None
+
+
+def run_name(directory: str) -> str:
+  """`run step N` for a `run/checkpoints/N` step directory, else the directory's last part."""
+  directory = os.path.normpath(directory)
+  parent, step = os.path.split(directory)
+  if os.path.basename(parent) == "checkpoints" and step.isdigit():
+    return f"{os.path.basename(os.path.dirname(parent))} step {step}"
+  return os.path.basename(directory)
 
 
 def plot(rows: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
-  """Accuracy by length (evenly spaced, as the lengths double), a line per task and split."""
+  """`figure(rows, title)` saved as a PNG."""
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  fig = figure(rows, title)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def figure(rows: Sequence[dict[str, Any]], title: str = "") -> Any:
+  """Accuracy by length (evenly spaced, as the lengths double), a line per task and split, each
+  task's chance level dotted, and the questions per cell under each length."""
   import matplotlib  # pylint: disable=import-outside-toplevel  (only the figure needs it)
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -163,8 +204,14 @@ def plot(rows: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
               if (r["task"], r["split"]) == (task, split)]
     ax.plot(*zip(*points), marker="o", linestyle="--" if split == "renamed" else "-",
             label=f"{task} {split}")
-  ax.set_xticks(range(len(lengths)), lengths)
-  ax.set_xlabel("context length (tokens)")
+  levels = {chance(t) for t in dict.fromkeys(r["task"] for r in rows)} - {None}
+  for level in sorted(levels):
+    ax.axhline(level, color="gray", linestyle=":", linewidth=1,
+               label=f"chance ({level:.1f}%)" if len(levels) == 1 else None)
+  counts = ["/".join(str(n) for n in dict.fromkeys(r["num"] for r in rows if r["length"] == l))
+            for l in lengths]
+  ax.set_xticks(range(len(lengths)), [f"{l}\nn={n}" for l, n in zip(lengths, counts)])
+  ax.set_xlabel("context length (tokens); n = questions per cell")
   ax.set_ylabel("accuracy (%)")
   ax.set_ylim(-2, 102)
   ax.grid(alpha=0.3)
@@ -172,8 +219,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
   if title:
     ax.set_title(title, fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  return fig
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:

@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import os
 from typing import Any
+import warnings
 import zipfile
 
 import jax
@@ -31,6 +32,7 @@ import numpy as np
 from memreasoner_jax import checkpointing
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import lines as lines_lib
+from memreasoner_jax.data import seen_text
 from memreasoner_jax import input_pipeline as input_lib
 from memreasoner_jax import models
 from memreasoner_jax import sharding as sharding_lib
@@ -57,6 +59,7 @@ class Explanation:
   question: str
   hops: tuple[tuple[LineWeight, ...], ...]
   answer: str
+  notes: tuple[str, ...] = ()  # input unlike the training data (InputWarning's text)
 
   def __str__(self) -> str:
     out = [f"Question: {self.question}"]
@@ -65,6 +68,7 @@ class Explanation:
         head = f"Hop {h + 1}:" if i == 0 else ""
         out.append(f"{head:<8}{line.weight:6.3f}  line {line.index:<5} {line.text}")
     out.append(f"Answer: {self.answer}")
+    out += [f"Note: {note}" for note in self.notes]
     return "\n".join(out)
 
   def _repr_pretty_(self, printer, cycle: bool) -> None:
@@ -73,8 +77,8 @@ class Explanation:
     printer.text(str(self))
 
 
-def context_lines(context: Context, max_bytes: int, name: str = "context") -> tuple[str, ...]:
-  """The lines the model reads for `context` (a text or a list of lines); errors name `name`."""
+def _sentences(context: Context, name: str) -> list[str]:
+  """The lines of `context` (a text, split into sentences, or a list of lines) before any cut."""
   if isinstance(context, str):
     raw = [s for line in context.splitlines() if line.strip()
            for s in sentences.split_sentences(line.strip())]
@@ -87,7 +91,44 @@ def context_lines(context: Context, max_bytes: int, name: str = "context") -> tu
     raise TypeError(f"{name} must be a string or a list of lines, got {type(context).__name__}")
   if not raw:
     raise ValueError(f"{name} is empty: give at least one non-blank line")
-  return tuple(piece for line in raw for piece in lines_lib.split_line(line, max_bytes))
+  return raw
+
+
+def context_lines(context: Context, max_bytes: int, name: str = "context") -> tuple[str, ...]:
+  """The lines the model reads for `context` (a text or a list of lines); errors name `name`."""
+  return tuple(piece for line in _sentences(context, name)
+               for piece in lines_lib.split_line(line, max_bytes))
+
+
+class InputWarning(UserWarning):
+  """Input unlike anything the model was trained on: its answer is unreliable."""
+
+
+def _cut_note(name: str, raw: list[str], max_bytes: int) -> str | None:
+  """What `context_lines` cut in `raw`, or None when every line fits."""
+  cut = [(len(lines_lib.split_line(line, max_bytes)), i, line) for i, line in enumerate(raw)]
+  cut = [c for c in cut if c[0] > 1]
+  if not cut:
+    return None
+  pieces, index, line = max(cut)
+  return (f"{name}: {len(cut)} line(s) longer than the {max_bytes} bytes a line holds were cut "
+          f"at spaces into {sum(c[0] for c in cut)} lines (the longest, line {index}, "
+          f"{len(line):,} characters, into {pieces}); each piece is read as a separate fact")
+
+
+def _unseen_note(name: str, seen: dict[str, Any], texts: list[str]) -> str | None:
+  """What of `texts` the training data never had, or None."""
+  chars, words = seen_text.unseen(seen, texts)
+  if not chars and not words:
+    return None
+  parts = []
+  if chars:
+    parts.append(f"characters {chars!r}")
+  if words:
+    shown = ", ".join(repr(w) for w in words[:5]) + (f" and {len(words) - 5} more"
+                                                      if len(words) > 5 else "")
+    parts.append(f"words {shown}")
+  return f"{name} has {' and '.join(parts)} that the training data never had"
 
 
 def _check_question(question: Any, name: str) -> str:
@@ -98,13 +139,20 @@ def _check_question(question: Any, name: str) -> str:
   return question
 
 
+def _warn(notes: list[str]) -> None:
+  if notes:
+    warnings.warn("; ".join(notes) + ". Answers about such input are unreliable.", InputWarning,
+                  stacklevel=3)
+
+
 class Reasoner:
   """A trained MemReasoner with its tokenizers and config, ready to answer questions."""
 
   def __init__(self, params: models.Params, config: ml_collections.ConfigDict,
                mesh: jax.sharding.Mesh, *, step: int, directory: str,
-               max_batch_lines: int = 2 ** 14):
+               max_batch_lines: int = 2 ** 14, training_text: dict[str, Any] | None = None):
     self._config = config
+    self._training_text = training_text  # seen_text.record of the training examples
     self._model = models.build(config.model)
     self._batch_keys = tuple(self._model.batch_shapes())
     self._params = params
@@ -136,39 +184,56 @@ class Reasoner:
             f"from {self.directory})")
 
   def answer(self, context: Context, question: str) -> str:
-    """The model's answer to `question` about `context` (a text or a list of lines)."""
-    ((answer, _),) = self._run(self._examples([context], [question], ("context", "question")))
+    """The model's answer to `question` about `context` (a text or a list of lines).
+
+    Warns (InputWarning, once per call) when the input holds characters or words the training
+    data never had, or lines too long for the model's line width.
+    """
+    examples, notes = self._examples([context], [question], ("context", "question"))
+    _warn(notes)
+    ((answer, _),) = self._run(examples)
     return answer
 
   def answer_batch(self, contexts: Sequence[Context], questions: Sequence[str]) -> list[str]:
-    """Answers of many questions, batched (contexts of different lengths are fine)."""
-    examples = self._examples(contexts, questions, ("contexts[{i}]", "questions[{i}]"))
+    """Answers of many questions, batched (contexts of different lengths are fine); warns as
+    `answer` does."""
+    examples, notes = self._examples(contexts, questions, ("contexts[{i}]", "questions[{i}]"))
+    _warn(notes)
     return [answer for answer, _ in self._run(examples)]
 
   def explain(self, context: Context, question: str, top_k: int = 3) -> Explanation:
-    """Per hop the `top_k` lines whose latents the hop's readout points at most, and the answer."""
-    (example,) = self._examples([context], [question], ("context", "question"))
+    """Per hop the `top_k` lines whose latents the hop's readout points at most, and the answer;
+    its notes (and a warning) say what in the input the model was not trained on."""
+    (example,), notes = self._examples([context], [question], ("context", "question"))
+    _warn(notes)
     ((answer, sims_HxE),) = self._run([example])
     hops = []
     for sims_E in sims_HxE:
       sims_E = sims_E[:len(example.context)]
       order = np.argsort(-sims_E, kind="stable")[:top_k]
       hops.append(tuple(LineWeight(int(i), example.context[i], float(sims_E[i])) for i in order))
-    return Explanation(question, tuple(hops), answer)
+    return Explanation(question, tuple(hops), answer, tuple(notes))
 
   def answer_examples(self, examples: Sequence[Example]) -> list[str]:
-    """Answers of task Examples (their context and question; answers are not looked at)."""
-    return self.answer_batch([e.context for e in examples], [e.question for e in examples])
+    """Answers of task Examples (their context and question; answers are not looked at).
+
+    No InputWarning: evaluation data (haystacks, renamed answers) is unlike the training data
+    on purpose, and its lines are already cut to fit.
+    """
+    examples, _ = self._examples([e.context for e in examples], [e.question for e in examples],
+                                 ("examples[{i}].context", "examples[{i}].question"))
+    return [answer for answer, _ in self._run(examples)]
 
   def _examples(self, contexts: Sequence[Context], questions: Sequence[str],
-                names: tuple[str, str]) -> list[Example]:
+                names: tuple[str, str]) -> tuple[list[Example], list[str]]:
+    """The Examples the model reads, and notes on what in them is unlike the training data."""
     if isinstance(contexts, str) or isinstance(questions, str):
       raise TypeError("answer_batch takes a list of contexts and a list of questions; use "
                       "answer() for a single question")
     if len(contexts) != len(questions):
       raise ValueError(f"{len(contexts)} contexts but {len(questions)} questions")
     query_limit = self._config.data.query_tokens - 2
-    examples = []
+    examples, notes = [], []
     for i, (context, question) in enumerate(zip(contexts, questions)):
       context_name, question_name = (n.format(i=i) for n in names)
       question = _check_question(question, question_name)
@@ -176,9 +241,14 @@ class Reasoner:
       if num_tokens > query_limit:
         raise ValueError(f"{question_name} has {num_tokens} tokens, more than the {query_limit} "
                          f"this model reads (data.query_tokens={query_limit + 2})")
-      examples.append(Example(context_lines(context, self._max_line_bytes, context_name),
+      raw = _sentences(context, context_name)
+      notes.append(_cut_note(context_name, raw, self._max_line_bytes))
+      if self._training_text is not None:  # checkpoints written before it was recorded: None
+        notes.append(_unseen_note(question_name, self._training_text, [question]))
+        notes.append(_unseen_note(context_name, self._training_text, raw))
+      examples.append(Example(context_lines(raw, self._max_line_bytes, context_name),
                               question, "", (), "input", i))
-    return examples
+    return examples, [note for note in notes if note]
 
   def _line_bucket(self, num_lines: int) -> int:
     data = self._config.data
@@ -236,7 +306,8 @@ def load(path: str, devices: Sequence[jax.Device] | None = None) -> Reasoner:
   mesh = replicated_mesh(devices or jax.local_devices())
   restored = checkpointing.restore_params(path, functools.partial(abstract_params, mesh=mesh))
   return Reasoner(restored.params, restored.config, mesh, step=restored.step,
-                  directory=restored.directory)
+                  directory=restored.directory,
+                  training_text=restored.metadata.get("training_text"))
 
 
 def replicated_mesh(devices: Sequence[jax.Device]) -> jax.sharding.Mesh:

@@ -64,7 +64,7 @@ def final_scores(results: dict[str, float]) -> list[str]:
     line = (f"{task} held-out accuracy: {scores[metric]:.1f}% ({metric}), exact match "
             f"{scores['exact_match']:.1f}%")
     if "sf_accuracy" in scores:  # the full-attention baseline has no memory read
-      line += f", supporting fact read {100 * scores['sf_accuracy']:.1f}%"
+      line += f", supporting fact read {scores['sf_accuracy']:.1f}%"
     lines.append(line)
   return lines
 

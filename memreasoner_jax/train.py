@@ -1,7 +1,7 @@
 """The training recipe: `train_and_evaluate(config, workdir)`, read top to bottom.
 
-Phases: workdir and writers, mesh, input pipeline, model and optimizer, sharded state (restored
-from the workdir when it holds a checkpoint), the jitted update and eval steps, then the loop
+Two phases: `setup` (devices, input pipeline, model and optimizer, the sharded state restored
+from the workdir when it holds a checkpoint, the jitted update and eval steps) and `train_loop`
 (step, log, evaluate, checkpoint, preemption).
 
 The update step is one pure function `(state, batch) -> (state, metrics)` jitted over the mesh
@@ -12,6 +12,8 @@ fetched at once and a non-finite one stops the run before anything is saved.
 """
 
 from collections.abc import Callable
+import contextlib
+import dataclasses
 import os
 import time
 from typing import Any
@@ -25,7 +27,9 @@ import numpy as np
 import optax
 
 from memreasoner_jax import checkpointing
+from memreasoner_jax.data import batching
 from memreasoner_jax.data import pipeline
+from memreasoner_jax.data import seen_text
 from memreasoner_jax import evaluate as evaluate_lib
 from memreasoner_jax import input_pipeline as input_lib
 from memreasoner_jax import metric_writers
@@ -33,6 +37,7 @@ from memreasoner_jax import models
 from memreasoner_jax import optimizer as optimizer_lib
 from memreasoner_jax.pretrained import hf_import
 from memreasoner_jax import sharding as sharding_lib
+from memreasoner_jax.tasks.example import Example
 
 Batch = dict[str, jax.Array]
 TrainStep = Callable[["TrainState", Batch], tuple["TrainState", dict[str, jax.Array]]]
@@ -144,6 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   MeshConfigError when the batches do not divide over the devices, NotADirectoryError when
   `workdir` is a file, and WorkdirLockedError when another run holds `workdir`.
   """
+  workdir = os.path.abspath(workdir)  # orbax takes absolute paths only
   # Mesh: data parallel over every device of every host (+ optional fsdp axis).
   mesh = sharding_lib.make_mesh(config.mesh)
   sharding_lib.check_global_batch(config.data.global_batch, mesh, "data.global_batch")
@@ -171,9 +177,33 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     "--config.training.num_steps to train on, or use a fresh --workdir.",
                     ckpt.directory, finished, cfg.training.num_steps)
     return recorded_results(workdir, finished)
-  writer = metric_writers.MetricWriter(workdir)
-  logging.info("Config:\n%s", cfg)
+  with contextlib.ExitStack() as closing:  # closed in reverse: input, checkpoints, writer
+    writer = metric_writers.MetricWriter(workdir)
+    closing.callback(writer.close)
+    closing.callback(ckpt.close)
+    logging.info("Config:\n%s", cfg)
+    run = setup(cfg, mesh, ckpt)
+    closing.callback(run.train_iter.close)
+    return train_loop(run, cfg, ckpt, writer, os.path.join(workdir, "tensorboard"))
 
+
+@dataclasses.dataclass
+class Run:
+  """What `setup` builds and `train_loop` drives."""
+  mesh: jax.sharding.Mesh
+  batcher: batching.Batcher
+  train_iter: pipeline.TrainIterator
+  eval_sets: dict[str, list[Example]]  # task name -> held-out examples
+  metadata: dict[str, Any]  # written beside every checkpoint
+  state: TrainState  # sharded over `mesh`; restored when the workdir held a checkpoint
+  train_step: TrainStep
+  eval_step: evaluate_lib.EvalStep
+
+
+def setup(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+          ckpt: checkpointing.Checkpointer) -> Run:
+  """Devices, input pipeline, model and optimizer, and the sharded state (initialised, or
+  restored with the input position from the latest checkpoint in `ckpt`)."""
   logging.info("Running on %s", sharding_lib.describe_devices(jax.devices()))
   warning = sharding_lib.cpu_only_warning(jax.default_backend(),
                                           os.environ.get("JAX_PLATFORMS", ""))
@@ -184,15 +214,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # Input pipeline: the same generated datasets on every host, each host reads its own rows.
   batcher = input_lib.make_batcher(cfg.data)
-  train_examples = input_lib.train_examples(cfg.data)
-  eval_sets = input_lib.eval_examples(cfg.data)
-  train_iter = pipeline.TrainIterator(train_examples, batcher, cfg.data.global_batch,
-                                      seed=cfg.training.seed, prefetch=cfg.data.prefetch)
-  init_batch = batcher(train_examples[:1])  # identical on every host; only its shapes matter
   for part, tok in (("encoder", batcher.encoder_tokenizer), ("decoder", batcher.decoder_tokenizer)):
     if tok.vocab_size > cfg.model[part].vocab_size:
       raise ValueError(f"tokenizer {tok.spec!r} has {tok.vocab_size} ids but "
                        f"model.{part}.vocab_size is {cfg.model[part].vocab_size}")
+  train_examples = input_lib.train_examples(cfg.data)
+  eval_sets = input_lib.eval_examples(cfg.data)
+  init_batch = batcher(train_examples[:1])  # identical on every host; only its shapes matter
 
   # Model and optimizer.
   model = models.build(cfg.model)
@@ -206,45 +234,55 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   metadata = checkpointing.model_metadata(
       cfg, abstract_state.params,
       {"encoder": batcher.encoder_tokenizer, "decoder": batcher.decoder_tokenizer})
+  # What inference warns about when input holds characters or words never trained on.
+  metadata["training_text"] = seen_text.record(train_examples)
   logging.info("Model: %s parameters", f"{metadata['num_params']:,}")
   restored = ckpt.restore(jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
       abstract_state, state_sharding), metadata)
   if restored is None:
-    state = jax.jit(init_fn, out_shardings=state_sharding)()
+    state, data_state = jax.jit(init_fn, out_shardings=state_sharding)(), None
     # Pretrained encoder/decoder weights (every host reads the same files); Adam's moments start
     # at zero whatever the parameters are, so the optimizer state needs no change.
     state = state.replace(params=jax.device_put(hf_import.apply_init_from(cfg, state.params),
                                                 state_sharding.params))
   else:
     state, data_state, _ = restored
+  train_iter = pipeline.TrainIterator(train_examples, batcher, cfg.data.global_batch,
+                                      seed=cfg.training.seed, prefetch=cfg.data.prefetch)
+  if data_state is not None:
     train_iter.set_state(data_state)
-  step = int(jax.device_get(state.step))
 
-  # Update and evaluation steps.
   train_step = jit_train_step(make_train_step(model, cfg.loss, tx, schedule, train_rng), mesh,
                               state_sharding)
   eval_step = evaluate_lib.make_eval_step(model, cfg.loss, cfg.eval.max_new_tokens, mesh,
                                           state_sharding.params)
+  return Run(mesh, batcher, train_iter, eval_sets, metadata, state, train_step, eval_step)
 
-  def run_evals() -> dict[str, float]:
-    if not eval_sets:
-      return {}
-    results = {}
-    for task, examples in eval_sets.items():
-      for name, value in evaluate_lib.evaluate(
-          eval_step, state.params, task, examples, batcher, cfg.data.eval_batch, mesh,
-          cfg.eval.num_samples).items():
-        results[f"eval/{task}/{name}"] = value
-    logging.info("Eval at step %d: %s", step,
-                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(results.items())))
-    writer.write(step, results)
-    return results
 
-  def save() -> None:
-    ckpt.save(step, state, cfg, metadata, train_iter.get_state())
+def run_evals(run: Run, cfg: ml_collections.ConfigDict, params: models.Params, step: int,
+              writer: metric_writers.MetricWriter) -> dict[str, float]:
+  """Every held-out set at `step`, logged and written as `eval/<task>/<metric>`."""
+  if not run.eval_sets:
+    return {}
+  results = {}
+  for task, examples in run.eval_sets.items():
+    for name, value in evaluate_lib.evaluate(
+        run.eval_step, params, task, examples, run.batcher, cfg.data.eval_batch, run.mesh,
+        cfg.eval.num_samples).items():
+      results[f"eval/{task}/{name}"] = value
+  logging.info("Eval at step %d: %s", step,
+               ", ".join(f"{k}={v:.4g}" for k, v in sorted(results.items())))
+  writer.write(step, results)
+  return results
 
-  # Loop.
+
+def train_loop(run: Run, cfg: ml_collections.ConfigDict, ckpt: checkpointing.Checkpointer,
+               writer: metric_writers.MetricWriter, profile_dir: str) -> dict[str, float]:
+  """Steps from the state's step to training.num_steps: log, evaluate, checkpoint, and stop
+  cleanly (after saving) on preemption. Returns the last logged and evaluated metrics."""
+  state = run.state
+  step = int(jax.device_get(state.step))
   num_steps = cfg.training.num_steps
   logging.info("Training from step %d to %d", step, num_steps)
   preemption = checkpointing.Preemption()
@@ -252,12 +290,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   first_step, started = step, time.time()
   results: dict[str, float] = {}
   pending: list[tuple[int, jax.Array]] = []
-  pad_id = batcher.encoder_tokenizer.pad_id
-  profiler = StepProfiler(os.path.join(workdir, "tensorboard"), cfg.training.profile_steps)
+  pad_id = run.batcher.encoder_tokenizer.pad_id
+  profiler = StepProfiler(profile_dir, cfg.training.profile_steps)
+  save = lambda: ckpt.save(step, state, cfg, run.metadata, run.train_iter.get_state())
   try:
     while step < num_steps:
-      local = next(train_iter)
-      state, metrics = train_step(state, sharding_lib.global_batch(local, mesh))
+      local = next(run.train_iter)
+      state, metrics = run.train_step(state, sharding_lib.global_batch(local, run.mesh))
       step += 1
       pending.append((step, metrics["loss"]))
       if step == first_step + 1:  # The first step compiles; rates start after it.
@@ -290,11 +329,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         return results
       if step % cfg.training.eval_every == 0 and step < num_steps:
         paused_since = time.time()
-        results.update(run_evals())
+        results.update(run_evals(run, cfg, state.params, step, writer))
         meter.pause_until_now(paused_since)
     if ckpt.latest_step() != step:  # a zero-step run (the convert command) saves its start
       save()
-    results.update(run_evals())
+    results.update(run_evals(run, cfg, state.params, step, writer))
   except NonFiniteLossError as e:
     ckpt.wait()
     raise NonFiniteLossError(f"{e}. The last good checkpoint is step {ckpt.latest_step()} in "
@@ -302,7 +341,4 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   finally:
     profiler.stop()
     preemption.close()
-    train_iter.close()
-    ckpt.close()
-    writer.close()
   return results

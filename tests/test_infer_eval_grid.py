@@ -54,7 +54,8 @@ def test_command_writes_all_four_outputs(qa1_checkpoint, reasoner, tmp_path):
   with open(tmp_path / "results.csv", encoding="utf-8") as f:
     assert [r["split"] for r in csv.DictReader(f)] == [r["split"] for r in rows]
   table = (tmp_path / "results.md").read_text().splitlines()
-  assert table[0] == "| task | split | metric | 0k | 1k |" and len(table) == 4
+  assert table[0] == "| task | split | metric | 0k | 1k |" and table[3].startswith("| qa1 | renamed")
+  assert all(line.startswith("Note: ") for line in table[4:] if line), table
   assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -87,3 +88,35 @@ def test_unknown_grid_names_are_named():
     eval_grid.grid(["qa1"], ["3k"], ["standard"])
   with pytest.raises(ValueError, match=r"--splits"):
     eval_grid.grid(["qa1"], ["0k"], ["shuffled"])
+
+
+def _row(length, split, accuracy, num=4, trained_answers=None):
+  row = {"task": "qa1", "length": length, "split": split, "metric": "babilong",
+         "accuracy": accuracy, "num": num}
+  return row if trained_answers is None else {**row, "trained_answers": trained_answers}
+
+
+def test_table_notes_say_why_a_renamed_split_scores_zero():
+  rows = [_row("0k", "standard", 50.0), _row("1k", "standard", 25.0),
+          _row("0k", "renamed", 0.0, trained_answers=100.0),
+          _row("1k", "renamed", 0.0, num=12, trained_answers=75.0)]
+  table = eval_grid.markdown_table(rows)
+  assert table.endswith("\nNote: qa1 renamed scores 0 at 0k, 1k: its answers are words training "
+                        "never had, and 81% of the model's answers there are answers from "
+                        "training instead.\n")
+  rows[3] = _row("1k", "renamed", 25.0, trained_answers=50.0)
+  assert "at 0k:" in eval_grid.markdown_table(rows)
+  assert "Note" not in eval_grid.markdown_table(rows[:2])
+
+
+def test_figure_has_the_run_name_a_chance_line_and_question_counts():
+  assert eval_grid.run_name("/abs/runs/qa1_tiny/checkpoints/400") == "qa1_tiny step 400"
+  assert eval_grid.run_name("/abs/exports/qa1_model/") == "qa1_model"
+  rows = [_row("0k", "standard", 50.0), _row("128k", "standard", 25.0, num=2)]
+  fig = eval_grid.figure(rows, eval_grid.run_name("/abs/runs/qa1_tiny/checkpoints/400"))
+  (ax,) = fig.axes
+  assert ax.get_title() == "qa1_tiny step 400"
+  assert [t.get_text() for t in ax.get_xticklabels()] == ["0k\nn=4", "128k\nn=2"]
+  chance = [l for l in ax.get_lines() if l.get_linestyle() == ":"]
+  assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(100 / 6)
+  assert "chance (16.7%)" in [t.get_text() for t in ax.get_legend().get_texts()]

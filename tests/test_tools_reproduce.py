@@ -1,8 +1,11 @@
 """The results reproduction: plan checks, then train, evaluate and tabulate at smoke size."""
 
+import glob
 import json
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -27,20 +30,30 @@ def _plan(book, **changes):
   return reproduce.make_plan(**{**args, **changes})
 
 
+def _reproduce(book, out):
+  """The command, in a process of its own with one CPU device (an in-process evaluation on the
+  test worker's eight fake devices would share that process with every other test's JAX)."""
+  command = [sys.executable, "-m", "memreasoner_jax.tools.reproduce", "--rows=tiny,smoke",
+             f"--out={out}", f"--test_books={book}", f"--only={','.join(_ROWS)}",
+             "--lengths=0k,1k", "--splits=standard,renamed", "--num=4", "--num_long=2",
+             "--seed=2"]
+  result = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False,
+                          env=train_testing.one_device_env())
+  assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+  return result
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path, monkeypatch):
-  for key, value in train_testing.one_device_env().items():  # the training children
-    monkeypatch.setenv(key, value)
-  train_testing.use_compilation_cache()
-  plan = _plan(_book(tmp_path / "held_out.txt"))
+def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path):
+  book = _book(tmp_path / "held_out.txt")
+  plan = _plan(book)
   out = str(tmp_path / "results")
-  cells = reproduce.reproduce(plan, out)
+  printed = _reproduce(book, out).stdout
   for name in ("results.md", "results.json", "results.csv", "results.png", "timings.json"):
     assert os.path.getsize(os.path.join(out, name)) > 0, name
   with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
-    saved = json.load(f)
-  assert saved["cells"] == cells
+    cells = json.load(f)["cells"]
   by_row = {}
   for c in cells:
     by_row.setdefault(c["row"], set()).add((c["split"], c["length"]))
@@ -50,14 +63,18 @@ def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path, monkeypatc
   assert by_row["qa1-baseline"] == {(s, "0k") for s in plan.splits}
   table = open(os.path.join(out, "results.md"), encoding="utf-8").read()
   assert "n/f" in table and "| memreasoner | qa1 | paper | 20 | renamed |" in table
+  assert table in printed
 
-  # Started again: no run trains again and no cell is recomputed.
-  stamps = {r: os.path.getmtime(os.path.join(out, "runs", r, "checkpoints")) for r in _ROWS}
-  monkeypatch.setattr(reproduce.eval_grid, "evaluate_cell",
-                      lambda *a, **k: pytest.fail("a cached cell was evaluated again"))
-  assert reproduce.reproduce(plan, out) == cells
-  assert stamps == {r: os.path.getmtime(os.path.join(out, "runs", r, "checkpoints"))
-                    for r in _ROWS}
+  # Started again: no run trains again and no cell is evaluated again (each evaluated cell
+  # rewrites its grid's cells.json).
+  saved = glob.glob(os.path.join(out, "runs", "*", "checkpoints")) + glob.glob(
+      os.path.join(out, "eval", "*", "*", "cells.json"))
+  assert len(saved) == 4, saved
+  stamps = {path: os.path.getmtime(path) for path in saved}
+  _reproduce(book, out)
+  assert stamps == {path: os.path.getmtime(path) for path in saved}
+  with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+    assert json.load(f)["cells"] == cells
 
 
 def test_bad_plans_fail_before_any_run(tmp_path, monkeypatch):

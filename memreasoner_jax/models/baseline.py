@@ -174,7 +174,7 @@ class Baseline:
     answer_loss, answer_exact = losses.answer_terms(logits_BxWxV, targets_BxW, weights_BxW,
                                                     example_B)
     total = cfg.answer_weight * answer_loss
-    return total, {"loss": total, "answer_loss": answer_loss, "answer_exact": answer_exact}
+    return total, {"loss": total, "answer_loss": answer_loss, "answer_exact": 100.0 * answer_exact}
 
   def _continue(self, params: Params, batch: dict[str, jax.Array], cache: list,
                 first_logits_BxV: jax.Array, max_new_tokens: int) -> models.Generated:

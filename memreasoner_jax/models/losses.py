@@ -201,7 +201,8 @@ def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict
       "ae_memory_loss": ae_memory_loss,
       "sf_loss": sf_loss,
       "kl": kl,
-      "answer_exact": answer_exact,
-      "sf_accuracy": sf_accuracy,
+      # Percentages, as the decoded answers' scores (babilong, exact_match) are.
+      "answer_exact": 100.0 * answer_exact,
+      "sf_accuracy": 100.0 * sf_accuracy,
   }
   return total, metrics
