@@ -1,4 +1,5 @@
-"""The config's `data` section -> generated Examples, a Batcher and the per-host iterators.
+"""The config's `data` section -> Examples (generated, or read from `data.source`), a Batcher and
+the per-host iterators.
 
 Glue between `tasks.registry` (what the examples are) and `data.pipeline` (how they become
 per-host batches); everything here is a pure function of the config, so every host builds the
@@ -10,6 +11,7 @@ import ml_collections
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import lines as lines_lib
 from memreasoner_jax.data import pipeline
+from memreasoner_jax.data import sources
 from memreasoner_jax.data import tokenizers
 from memreasoner_jax.tasks import distractors
 from memreasoner_jax.tasks.example import Example
@@ -43,8 +45,20 @@ def _fit_lines(examples: list[Example], cfg: ml_collections.ConfigDict) -> list[
   return [lines_lib.split_long_lines(e, cfg.line_tokens - 2) for e in examples]
 
 
+def _source(cfg: ml_collections.ConfigDict) -> str:
+  return cfg.get("source", "generated")  # configs saved before data.source existed: generated
+
+
+def check_source(cfg: ml_collections.ConfigDict) -> None:
+  """A clear error now for a `data.source` that cannot be read (sources.SourceError)."""
+  sources.check(_source(cfg))
+
+
 def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
-  """The training split of every task, with 0..train_filler_max filler sentences per example."""
+  """The training split of `data.source`; generated: every task's, with 0..train_filler_max
+  filler sentences per example."""
+  if not sources.is_generated(_source(cfg)):
+    return _fit_lines(sources.read(cfg.source, "train", cfg.tfds_dir), cfg)
   source = distractors.get_source(cfg.train_filler) if cfg.train_filler_max > 0 else None
   examples = []
   for task in task_names(cfg):
@@ -58,12 +72,19 @@ def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
 
 
 def eval_examples(cfg: ml_collections.ConfigDict) -> dict[str, list[Example]]:
-  """Each task's held-out split (test stories, at `eval_length` with the test filler).
+  """Each task's held-out split: generated test stories at `eval_length` with the test
+  filler, or the first `eval_examples` of each task in the test split of `data.source`.
 
   `eval_examples=0` turns evaluation off (benchmarks, smoke tests).
   """
   if cfg.eval_examples == 0:
     return {}
+  if not sources.is_generated(_source(cfg)):
+    by_task: dict[str, list[Example]] = {}
+    for example in sources.read(cfg.source, "test", cfg.tfds_dir):
+      by_task.setdefault(example.task, []).append(example)
+    return {task: _fit_lines(examples[:cfg.eval_examples], cfg)
+            for task, examples in sorted(by_task.items())}
   return {task: _fit_lines(registry.generate(task, "test", cfg.eval_examples, cfg.eval_seed,
                                              length=cfg.eval_length), cfg)
           for task in task_names(cfg)}

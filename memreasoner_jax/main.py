@@ -20,6 +20,7 @@ from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 import jax
 
 from memreasoner_jax import checkpointing
+from memreasoner_jax.data import sources
 from memreasoner_jax import sharding
 from memreasoner_jax import train
 
@@ -44,7 +45,8 @@ def main(argv):
   try:
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (train.NonFiniteLossError, checkpointing.IncompatibleCheckpointError,
-          checkpointing.WorkdirLockedError, sharding.MeshConfigError, NotADirectoryError) as e:
+          checkpointing.WorkdirLockedError, sharding.MeshConfigError, NotADirectoryError,
+          sources.SourceError) as e:
     logging.error("%s", e)
     sys.exit(f"ERROR: {e}")
   if jax.process_index() == 0:

@@ -147,13 +147,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step is returned. Raises NonFiniteLossError when the loss stops being finite (the last good
   checkpoint stays in `workdir`); before any work, and before `workdir` is created,
   MeshConfigError when the batches do not divide over the devices, NotADirectoryError when
-  `workdir` is a file, and WorkdirLockedError when another run holds `workdir`.
+  `workdir` is a file, sources.SourceError when `data.source` cannot be read, and
+  WorkdirLockedError when another run holds `workdir`.
   """
   workdir = os.path.abspath(workdir)  # orbax takes absolute paths only
   # Mesh: data parallel over every device of every host (+ optional fsdp axis).
   mesh = sharding_lib.make_mesh(config.mesh)
   sharding_lib.check_global_batch(config.data.global_batch, mesh, "data.global_batch")
   sharding_lib.check_global_batch(config.data.eval_batch, mesh, "data.eval_batch")
+  input_lib.check_source(config.data)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise NotADirectoryError(f"The workdir {workdir} is a file, not a directory")
   os.makedirs(workdir, exist_ok=True)

@@ -121,3 +121,10 @@ def test_an_indivisible_global_batch_is_a_short_error_and_makes_no_workdir(tmp_p
                       "--config.data.global_batch=12", env=env)
   assert any("data.global_batch=12 does not divide over the 8 devices" in l for l in lines)
   assert not (tmp_path / "run").exists()
+
+
+def test_a_data_source_with_no_files_is_a_short_error(tmp_path):
+  lines = _main_fails("--config=configs/babi.py:qa1,tiny,runlocal", f"--workdir={tmp_path / 'run'}",
+                      f"--config.data.source=files:{tmp_path}/qa1_*_{{split}}.txt")
+  assert any(f"no train file matches {tmp_path}/qa1_*_train.txt" in l for l in lines), lines
+  assert not (tmp_path / "run").exists()

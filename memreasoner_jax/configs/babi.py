@@ -83,6 +83,10 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.tasks = "+".join(tasks)  # '+'-separated tasks, trained as one shuffled mixture
+  # Where examples come from: generated | files:PATTERN (with {split}) | tfds:NAME[/CONFIG]
+  # (data/sources.py). Only `generated` uses the generation fields below (sizes, seeds, filler).
+  config.data.source = "generated"
+  config.data.tfds_dir = "~/tensorflow_datasets"  # where tfds: datasets are built and read
   config.data.train_examples = 10000  # generated training questions per task (bAbI's 10k)
   config.data.eval_examples = 1000  # generated held-out questions per task
   config.data.train_seed = 0  # generation seed of the training split
