@@ -147,7 +147,8 @@ def test_training_and_inference_build_the_same_prompt_without_a_lone_space(tmp_p
   mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}), jax.devices()[:1])
   reasoner = inference.Reasoner(None, cfg, mesh, step=0, directory=str(tmp_path))
   # The Reasoner's own path from a question to a batch, as answer() takes it.
-  infer_batch = reasoner._batcher(reasoner._examples([ex.context], [ex.question], ("c", "q")))
+  examples, _ = reasoner._examples([ex.context], [ex.question], ("c", "q"))
+  infer_batch = reasoner._batcher(examples)
   prompt_len = train_batch["prompt_len_B"][0]
   assert infer_batch["prompt_len_B"][0] == prompt_len
   prompt = train_batch["answer_BxA"][0, :prompt_len].tolist()
