@@ -11,15 +11,21 @@ import sys
 import pytest
 
 _MEASURE = """
-import json, resource, sys, time
+import json, sys, time
 import memreasoner_jax
 from memreasoner_jax.tasks import registry
+def peak_rss_kb():
+  # VmHWM is this process image's own peak: getrusage's ru_maxrss would also count the pages
+  # shared with the (large) test worker this process was forked from, until exec.
+  with open("/proc/self/status") as f:
+    return int(next(l for l in f if l.startswith("VmHWM:")).split()[1])
+
 reasoner = memreasoner_jax.load(sys.argv[1])
 (example,) = registry.generate("qa1", "test", 1, seed=1, length=sys.argv[2])
 started = time.time()
 explanation = reasoner.explain(example.context, example.question)
 print(json.dumps({"seconds": time.time() - started, "answer": explanation.answer,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_rss_mb": peak_rss_kb() / 1024,
                   "chars": sum(len(line) for line in example.context)}))
 """
 
@@ -33,5 +39,5 @@ def test_128k_tokens_answer_on_one_cpu_with_bounded_memory(qa1_checkpoint):
   measured = json.loads(result.stdout.strip().splitlines()[-1])
   assert measured["chars"] > 3.5 * 128_000  # about 4 characters per token
   assert measured["answer"]
-  # Measured: 0.9 GB alone (BUILD_NOTES.md), 2.4 GB beside another test worker in CI.
+  # Measured: 0.9 GB alone (BUILD_NOTES.md).
   assert measured["peak_rss_mb"] < 4000, measured
