@@ -21,10 +21,16 @@ import ml_collections
 from memreasoner_jax import checkpointing
 from memreasoner_jax import inference
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A training workdir or one step directory "
-                                  "(checkpoints/<step>), or a zip of one.")
-_OUT = flags.DEFINE_string("out", None, "The folder to write, or a .zip file.")
-flags.mark_flags_as_required(["checkpoint", "out"])
+
+def define_flags() -> None:
+  """Defines the command's flags; only run as a command, so importing this module next to other
+  commands (tests, notebooks) never defines a flag twice."""
+  global _CHECKPOINT, _OUT
+  _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A training workdir or one step "
+                                    "directory (checkpoints/<step>), or a zip of one.")
+  _OUT = flags.DEFINE_string("out", None, "The folder to write, or a .zip file.")
+  flags.mark_flags_as_required(["checkpoint", "out"])
+
 
 TOKENIZERS = "tokenizers"  # the export's folder of tokenizer files
 
@@ -96,4 +102,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -75,12 +75,15 @@ def test_useful_tokens_are_the_real_tokens_counted_by_hand():
            "query_BxQ": query, "answer_BxA": answer}
   lines, queries = 4 + 3 + 5 + 5, 3 + 4
   answer_targets = 3 + 2  # answer[:, 1:] without padding
-  # Two real lines of example 0 decoded twice at its mean line length minus BOS (12 / 3 - 1),
-  # one of example 1 twice at 5 - 1.
-  ae_targets = 2 * 2 * 3 + 2 * 1 * 4
+  # Two real lines of example 0 decoded at its mean line length minus BOS (12 / 3 - 1), one of
+  # example 1 at 5 - 1; once, as the tiny memory (16 slots, 3 lines) reads a line back exactly.
+  ae_targets = 2 * 3 + 1 * 4
   useful = lines + queries + answer_targets + ae_targets
   assert benchmark_train.step_tokens(cfg, batch, pad) == useful
-  padded = 2 * 3 * 5 + 2 * 4 + 2 * 5 + 2 * 2 * 2 * 4
+  padded = 2 * 3 * 5 + 2 * 4 + 2 * 5 + 2 * 2 * 4
   assert benchmark_train.step_tokens(cfg, batch) == padded
+  # With write noise the read differs from the line: both autoencoding terms decode.
+  cfg.model.memory.write_noise_std = 0.1
+  assert benchmark_train.step_tokens(cfg, batch, pad) == useful + ae_targets
   assert (benchmark_train.train_step_flops(cfg, batch, pad)
           < benchmark_train.train_step_flops(cfg, batch))

@@ -25,18 +25,25 @@ import numpy as np
 from memreasoner_jax.configs import babi
 from memreasoner_jax import input_pipeline as input_lib
 from memreasoner_jax import models
+from memreasoner_jax.models import losses
 from memreasoner_jax.models import presets
 from memreasoner_jax import optimizer as optimizer_lib
 from memreasoner_jax import sharding as sharding_lib
 from memreasoner_jax import train
 
-_PRESET = flags.DEFINE_enum("preset", "tiny", presets.PRESETS, "Model preset.")
-_TASK = flags.DEFINE_string("task", "qa1", "Task whose stories fill the batch.")
-_BATCH = flags.DEFINE_integer("batch", 0, "Global batch (0: the config's).")
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps after the compiling one.")
-_DTYPE = flags.DEFINE_string("dtype", "", "Compute dtype override (float32, bfloat16).")
-_PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s per device (0: from the table).")
-_OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
+
+def define_flags() -> None:
+  """Defines the command's flags; only run as a command, so importing this module next to other
+  commands (tests) never defines a flag twice."""
+  global _PRESET, _TASK, _BATCH, _STEPS, _DTYPE, _PEAK, _OUT
+  _PRESET = flags.DEFINE_enum("preset", "tiny", presets.PRESETS, "Model preset.")
+  _TASK = flags.DEFINE_string("task", "qa1", "Task whose stories fill the batch.")
+  _BATCH = flags.DEFINE_integer("batch", 0, "Global batch (0: the config's).")
+  _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps after the compiling one.")
+  _DTYPE = flags.DEFINE_string("dtype", "", "Compute dtype override (float32, bfloat16).")
+  _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s per device (0: from the table).")
+  _OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
+
 
 # Dense peak TFLOP/s per device by device_kind substring: (bfloat16, float32).
 PEAK_TFLOPS = {"H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5),
@@ -60,23 +67,25 @@ def sequence_lengths(cfg: ml_collections.ConfigDict, batch: dict[str, np.ndarray
 
   Parts: encoder lines and queries, decoder answer targets (answer_BxA[:, 1:]) and
   autoencoded line targets. The autoencoder decodes min(ae_lines, real lines) random real
-  lines per example twice (from the latent and from the read); their real length is counted
-  as the example's mean real line length.
+  lines per example, once where the memory reads a written line back exactly
+  (`losses.reads_back`), else twice (from the latent and from the read); their real length is
+  counted as the example's mean real line length.
   """
   context_BxExT, query_BxQ = batch["context_BxExT"], batch["query_BxQ"]
   b, e, t = context_BxExT.shape
   ae_lines = min(cfg.loss.ae_lines, e)
+  decodes = 1 if losses.reads_back(models.build(cfg.model), e) else 2
   if pad_id is None:
     full = lambda n, length: np.full(n, length)
     return {"lines": full(b * e, t), "query": full(b, query_BxQ.shape[1]),
             "answer": full(b, batch["answer_BxA"].shape[1] - 1),
-            "ae": full(2 * b * ae_lines, t - 1)}
+            "ae": full(decodes * b * ae_lines, t - 1)}
   line_len_BxE = np.count_nonzero(context_BxExT != pad_id, axis=-1)
   real_lines_B = np.count_nonzero(line_len_BxE, axis=1)
   mean_target_B = np.maximum(line_len_BxE.sum(axis=1) / np.maximum(real_lines_B, 1) - 1, 0)
   return {"lines": line_len_BxE.reshape(-1), "query": np.count_nonzero(query_BxQ != pad_id, 1),
           "answer": np.count_nonzero(batch["answer_BxA"][:, 1:] != pad_id, axis=1),
-          "ae": np.repeat(mean_target_B, 2 * np.minimum(real_lines_B, ae_lines))}
+          "ae": np.repeat(mean_target_B, decodes * np.minimum(real_lines_B, ae_lines))}
 
 
 def train_step_flops(cfg: ml_collections.ConfigDict, batch: dict[str, np.ndarray],
@@ -193,4 +202,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
