@@ -282,7 +282,8 @@ def run_evals(run: Run, cfg: ml_collections.ConfigDict, params: models.Params, s
 def train_loop(run: Run, cfg: ml_collections.ConfigDict, ckpt: checkpointing.Checkpointer,
                writer: metric_writers.MetricWriter, profile_dir: str) -> dict[str, float]:
   """Steps from the state's step to training.num_steps: log, evaluate, checkpoint, and stop
-  cleanly (after saving) on preemption. Returns the last logged and evaluated metrics."""
+  cleanly (after saving) on preemption. Returns the last logged and evaluated metrics (a
+  preempted run: its training metrics only)."""
   state = run.state
   step = int(jax.device_get(state.step))
   num_steps = cfg.training.num_steps
@@ -328,7 +329,9 @@ def train_loop(run: Run, cfg: ml_collections.ConfigDict, ckpt: checkpointing.Che
       if preempted:
         ckpt.wait()
         logging.warning("Preempted: saved step %d in %s; stopping cleanly", step, ckpt.directory)
-        return results
+        # An earlier evaluation is not this run's result: nothing held-out is returned, so
+        # nothing is printed as if it were final.
+        return {k: v for k, v in results.items() if not k.startswith("eval/")}
       if step % cfg.training.eval_every == 0 and step < num_steps:
         paused_since = time.time()
         results.update(run_evals(run, cfg, state.params, step, writer))

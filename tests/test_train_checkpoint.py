@@ -226,3 +226,15 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_and_released(tmp_path, cap
         pass
   assert f"Taking over the workdir lock {lock_file} of process {dead.pid}" in caplog.text
   assert not lock_file.exists()
+
+
+def test_a_preempted_run_returns_no_earlier_evaluation_as_its_result(tmp_path, monkeypatch):
+  # Evaluated at step 2, preempted at step 3: the step-2 scores are not the run's result, and
+  # main would print them as its final held-out accuracy.
+  monkeypatch.setattr(checkpointing.Preemption, "reached", lambda self, step: step == 3)
+  config = _config(**{"training.eval_every": 2, "data.eval_examples": 8, "data.eval_batch": 8})
+  results = train.train_and_evaluate(config, str(tmp_path))
+  evaluated = [r for r in metric_writers.read_jsonl(str(tmp_path / "metrics.jsonl"))
+               if "eval/qa1/babilong" in r]
+  assert [r["step"] for r in evaluated] == [2]
+  assert "train/loss" in results and not any(k.startswith("eval/") for k in results), results
