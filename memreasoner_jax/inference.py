@@ -104,10 +104,9 @@ class InputWarning(UserWarning):
   """Input unlike anything the model was trained on: its answer is unreliable."""
 
 
-def _cut_note(name: str, raw: list[str], max_bytes: int) -> str | None:
-  """What `context_lines` cut in `raw`, or None when every line fits."""
-  cut = [(len(lines_lib.split_line(line, max_bytes)), i, line) for i, line in enumerate(raw)]
-  cut = [c for c in cut if c[0] > 1]
+def _cut_note(name: str, raw: list[str], pieces: list[list[str]], max_bytes: int) -> str | None:
+  """What was cut in `raw` (each line's `pieces`), or None when every line fits."""
+  cut = [(len(p), i, line) for i, (line, p) in enumerate(zip(raw, pieces)) if len(p) > 1]
   if not cut:
     return None
   pieces, index, line = max(cut)
@@ -116,9 +115,10 @@ def _cut_note(name: str, raw: list[str], max_bytes: int) -> str | None:
           f"{len(line):,} characters, into {pieces}); each piece is read as a separate fact")
 
 
-def _unseen_note(name: str, seen: dict[str, Any], texts: list[str]) -> str | None:
-  """What of `texts` the training data never had, or None."""
-  chars, words = seen_text.unseen(seen, texts)
+def _unseen_note(name: str, known: tuple[frozenset[str], frozenset[str]],
+                 texts: list[str]) -> str | None:
+  """What of `texts` the training data (`seen_text.known`) never had, or None."""
+  chars, words = seen_text.unseen(*known, texts)
   if not chars and not words:
     return None
   parts = []
@@ -152,7 +152,9 @@ class Reasoner:
                mesh: jax.sharding.Mesh, *, step: int, directory: str,
                max_batch_lines: int = 2 ** 14, training_text: dict[str, Any] | None = None):
     self._config = config
-    self._training_text = training_text  # seen_text.record of the training examples
+    # What the training examples held (seen_text.record); None for checkpoints written before
+    # it was recorded, which answer without the unseen-input check.
+    self._known = None if training_text is None else seen_text.known(training_text)
     self._model = models.build(config.model)
     self._batch_keys = tuple(self._model.batch_shapes())
     self._params = params
@@ -221,19 +223,20 @@ class Reasoner:
     on purpose, and its lines are already cut to fit.
     """
     examples, _ = self._examples([e.context for e in examples], [e.question for e in examples],
-                                 ("examples[{i}].context", "examples[{i}].question"))
+                                 ("examples[{i}].context", "examples[{i}].question"), notes=False)
     return [answer for answer, _ in self._run(examples)]
 
   def _examples(self, contexts: Sequence[Context], questions: Sequence[str],
-                names: tuple[str, str]) -> tuple[list[Example], list[str]]:
-    """The Examples the model reads, and notes on what in them is unlike the training data."""
+                names: tuple[str, str], notes: bool = True) -> tuple[list[Example], list[str]]:
+    """The Examples the model reads, and (unless `notes` is False) notes on what in them is
+    unlike the training data."""
     if isinstance(contexts, str) or isinstance(questions, str):
       raise TypeError("answer_batch takes a list of contexts and a list of questions; use "
                       "answer() for a single question")
     if len(contexts) != len(questions):
       raise ValueError(f"{len(contexts)} contexts but {len(questions)} questions")
     query_limit = self._config.data.query_tokens - 2
-    examples, notes = [], []
+    examples, found = [], []
     for i, (context, question) in enumerate(zip(contexts, questions)):
       context_name, question_name = (n.format(i=i) for n in names)
       question = _check_question(question, question_name)
@@ -242,13 +245,15 @@ class Reasoner:
         raise ValueError(f"{question_name} has {num_tokens} tokens, more than the {query_limit} "
                          f"this model reads (data.query_tokens={query_limit + 2})")
       raw = _sentences(context, context_name)
-      notes.append(_cut_note(context_name, raw, self._max_line_bytes))
-      if self._training_text is not None:  # checkpoints written before it was recorded: None
-        notes.append(_unseen_note(question_name, self._training_text, [question]))
-        notes.append(_unseen_note(context_name, self._training_text, raw))
-      examples.append(Example(context_lines(raw, self._max_line_bytes, context_name),
-                              question, "", (), "input", i))
-    return examples, [note for note in notes if note]
+      pieces = [lines_lib.split_line(line, self._max_line_bytes) for line in raw]
+      if notes:
+        found.append(_cut_note(context_name, raw, pieces, self._max_line_bytes))
+        if self._known is not None:
+          found.append(_unseen_note(question_name, self._known, [question]))
+          found.append(_unseen_note(context_name, self._known, raw))
+      examples.append(Example(tuple(p for line in pieces for p in line), question, "", (),
+                              "input", i))
+    return examples, [note for note in found if note]
 
   def _line_bucket(self, num_lines: int) -> int:
     data = self._config.data

@@ -30,10 +30,15 @@ def record(examples: Sequence[Example]) -> dict[str, str | list[str]]:
   return {"chars": "".join(sorted(chars)), "words": sorted(seen_words)}
 
 
-def unseen(seen: dict[str, str | list[str]], texts: Iterable[str]) -> tuple[str, list[str]]:
-  """(characters, words) of `texts` that `seen` (a `record`) does not hold, in first-seen order;
-  whitespace is never counted."""
-  known_chars, known_words = set(seen["chars"]), set(seen["words"])
+def known(seen: dict[str, str | list[str]]) -> tuple[frozenset[str], frozenset[str]]:
+  """(characters, words) of a `record`, as sets to look up in (built once per model)."""
+  return frozenset(seen["chars"]), frozenset(seen["words"])
+
+
+def unseen(known_chars: frozenset[str], known_words: frozenset[str],
+           texts: Iterable[str]) -> tuple[str, list[str]]:
+  """(characters, words) of `texts` outside `known(record)`, in first-seen order; whitespace is
+  never counted."""
   chars: dict[str, None] = {}
   new_words: dict[str, None] = {}
   for text in texts:
