@@ -73,7 +73,8 @@ def evaluate(eval_step: EvalStep, params: Any, task: str, examples: list[Example
   sums: dict[str, float] = {}
   host_scores = dict.fromkeys(score(task, "", "", ""), 0.0)
   samples = []
-  for local in pipeline.eval_batches(examples, batcher, global_batch):
+  for local in pipeline.eval_batches(examples, batcher, global_batch,
+                                     shards=sharding.local_batch_shards(mesh)):
     batch_sums, tokens_BxN = eval_step(params, sharding.global_batch(local, mesh))
     for k, v in jax.device_get(batch_sums).items():
       sums[k] = sums.get(k, 0.0) + float(v)

@@ -156,7 +156,8 @@ class Reasoner:
     # it was recorded, which answer without the unseen-input check.
     self._known = None if training_text is None else seen_text.known(training_text)
     self._model = models.build(config.model)
-    self._batch_keys = tuple(self._model.batch_shapes())
+    # What the model reads (packed line rows too, where the config packs lines).
+    self._batch_keys = (*self._model.batch_shapes(), "line_rows_SxM")
     self._params = params
     self._mesh = mesh
     self._batcher = input_lib.make_batcher(config.data)
@@ -287,9 +288,12 @@ class Reasoner:
     decode = lambda ids: batching.answer_text(self._batcher.decoder_tokenizer, ids)
     for group in self._groups(examples):
       padded = group + group[:1] * (self._batch_rows(len(group)) - len(group))
-      local = self._batcher(padded, num_lines=self._line_bucket(
-          max(len(e.context) for e in group)))
-      batch = sharding_lib.global_batch({k: local[k] for k in self._batch_keys}, self._mesh)
+      shards = self._mesh.devices.size
+      layout = self._batcher.layout(self._batcher.sizes(padded), shards,
+                                    num_lines=self._line_bucket(max(len(e.context) for e in group)))
+      local = self._batcher(padded, layout, shards=shards)
+      batch = sharding_lib.global_batch({k: v for k, v in local.items() if k in self._batch_keys},
+                                        self._mesh)
       tokens_BxN, sims_BxHxE = jax.device_get(self._infer(self._params, batch))
       results += [(decode(tokens_BxN[b]), sims_BxHxE[b]) for b in range(len(group))]
     return results

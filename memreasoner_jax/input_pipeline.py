@@ -1,16 +1,14 @@
-"""The config's `data` section -> Examples (generated, or read from `data.source`), a Batcher and
-the per-host iterators.
+"""The config's `data` section -> Examples (generated, or read from `data.source`) and a Batcher.
 
 Glue between `tasks.registry` (what the examples are) and `data.pipeline` (how they become
-per-host batches); everything here is a pure function of the config, so every host builds the
-same datasets and takes its own slice of each batch.
+per-host batches, in train.py and evaluate.py); everything here is a pure function of the
+config, so every host builds the same datasets and takes its own slice of each batch.
 """
 
 import ml_collections
 
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import lines as lines_lib
-from memreasoner_jax.data import pipeline
 from memreasoner_jax.data import sources
 from memreasoner_jax.data import tokenizers
 from memreasoner_jax.tasks import distractors
@@ -36,7 +34,8 @@ def make_batcher(cfg: ml_collections.ConfigDict) -> batching.Batcher:
       line_tokens=cfg.line_tokens, query_tokens=cfg.query_tokens,
       answer_tokens=cfg.answer_tokens, supports=cfg.supports,
       line_buckets=batching.line_buckets(cfg.line_bucket, cfg.max_lines),
-      sequence_tokens=cfg.sequence_tokens)
+      sequence_tokens=cfg.sequence_tokens, token_multiple=cfg.get("token_multiple", 0),
+      pack_lines=cfg.get("pack_lines", False))
   return batching.Batcher(shape, encoder_tokenizer, decoder_tokenizer, sf_fraction=cfg.sf_fraction)
 
 
@@ -88,10 +87,3 @@ def eval_examples(cfg: ml_collections.ConfigDict) -> dict[str, list[Example]]:
   return {task: _fit_lines(registry.generate(task, "test", cfg.eval_examples, cfg.eval_seed,
                                              length=cfg.eval_length), cfg)
           for task in task_names(cfg)}
-
-
-def train_iterator(cfg: ml_collections.ConfigDict, batcher: batching.Batcher,
-                   seed: int) -> pipeline.TrainIterator:
-  """This host's endless shuffled training batches (one global stream over all hosts)."""
-  return pipeline.TrainIterator(train_examples(cfg), batcher, cfg.global_batch, seed=seed,
-                                prefetch=cfg.prefetch)

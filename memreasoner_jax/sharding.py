@@ -170,6 +170,12 @@ def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(BATCH_AXES))
 
 
+def local_batch_shards(mesh: jax.sharding.Mesh) -> int:
+  """The parts this host's batch rows are split into: one per local device (every mesh axis
+  splits the batch)."""
+  return len(mesh.local_devices)
+
+
 def check_global_batch(global_batch: int, mesh: jax.sharding.Mesh, name: str) -> None:
   """A global batch must split evenly over the devices and over the hosts."""
   devices, hosts = mesh.devices.size, jax.process_count()

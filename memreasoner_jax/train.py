@@ -251,7 +251,8 @@ def setup(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
   else:
     state, data_state, _ = restored
   train_iter = pipeline.TrainIterator(train_examples, batcher, cfg.data.global_batch,
-                                      seed=cfg.training.seed, prefetch=cfg.data.prefetch)
+                                      seed=cfg.training.seed, prefetch=cfg.data.prefetch,
+                                      shards=sharding_lib.local_batch_shards(mesh))
   if data_state is not None:
     train_iter.set_state(data_state)
 

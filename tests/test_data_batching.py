@@ -76,7 +76,8 @@ def test_line_buckets():
     batching.bucket_for(33, (16, 32))
   batcher = batching.Batcher(SHAPE, BYTE)
   assert batcher(data_fixtures.qa1_examples(2))["context_BxExT"].shape[1] == 4
-  assert batcher(data_fixtures.qa1_examples(2), num_lines=16)["line_mask_BxE"].shape == (2, 16)
+  layout = batcher.layout(batcher.sizes(data_fixtures.qa1_examples(2)), num_lines=16)
+  assert batcher(data_fixtures.qa1_examples(2), layout)["line_mask_BxE"].shape == (2, 16)
 
 
 def test_sf_subset_is_fixed_and_nested():
@@ -158,3 +159,57 @@ def test_training_and_inference_build_the_same_prompt_without_a_lone_space(tmp_p
   predicted = train_batch["answer_BxA"][0][train_batch["answer_mask_BxA"][0]].tolist()
   assert predicted == gpt2.encode(" " + ex.answer) + [gpt2.eos_id]
   assert batching.answer_text(gpt2, predicted) == ex.answer
+
+
+def test_packed_bucket_sizes():
+  assert [batching.packed_bucket(n) for n in (1, 8, 9, 15, 17, 33, 100, 1537)] == [
+      8, 8, 9, 15, 18, 36, 104, 1664]
+
+
+def test_token_widths_follow_the_batch_and_packed_rows_list_each_parts_real_lines():
+  shape = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40, supports=2,
+                              line_buckets=(4, 8, 16), token_multiple=8, pack_lines=True)
+  batcher = batching.Batcher(shape, BYTE)
+  examples = data_fixtures.qa1_examples(6, max_lines=5)  # 1, 2, 3, 4, 5, 1 lines
+  sizes = batcher.sizes(examples)
+  longest = max(len(line) for ex in examples for line in ex.context) + 2
+  assert sizes[:, 0].tolist() == [1, 2, 3, 4, 5, 1]
+  assert sizes[:, 1].max() == longest
+  assert sizes[0, 2] == len(examples[0].question) + 2
+  assert sizes[0, 3] == len(examples[0].question + " " + examples[0].answer) + 2
+  layout = batcher.layout(sizes, shards=3)  # parts of 2 examples: 3, 7 and 6 real lines
+  up8 = lambda n: -(-int(n) // 8) * 8
+  assert layout == batching.Layout(lines=8, line_tokens=up8(longest),
+                                   query_tokens=up8(sizes[:, 2].max()),
+                                   answer_tokens=up8(sizes[:, 3].max()), packed_lines=8)
+  batch = batcher(examples, layout, shards=3)
+  assert batch["context_BxExT"].shape == (6, 8, layout.line_tokens)
+  rows_SxM = batch["line_rows_SxM"]
+  assert rows_SxM.shape == (3, 8) and rows_SxM.dtype == np.int32
+  lines_SxRxT = batch["context_BxExT"].reshape(3, 16, -1)
+  for s in range(3):
+    used = rows_SxM[s][rows_SxM[s] < 16]
+    assert (rows_SxM[s][len(used):] == 16).all()  # unused slots point past the part
+    assert used.tolist() == np.flatnonzero(batch["line_mask_BxE"].reshape(3, 16)[s]).tolist()
+    texts = [_text(lines_SxRxT[s, r]) for r in used]
+    assert texts == [line for ex in examples[2 * s:2 * s + 2] for line in ex.context]
+  # The same batch with the configured widths differs only in padding.
+  plain = batching.Batcher(SHAPE, BYTE)(examples, batching.Layout(8, 40, 24, 40))
+  np.testing.assert_array_equal(plain["context_BxExT"][..., :layout.line_tokens],
+                                batch["context_BxExT"])
+  assert (plain["context_BxExT"][..., layout.line_tokens:] == BYTE.pad_id).all()
+  np.testing.assert_array_equal(plain["answer_BxA"][:, :layout.answer_tokens], batch["answer_BxA"])
+
+
+def test_packing_errors_name_the_part_and_the_split():
+  shape = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40, supports=2,
+                              line_buckets=(4, 8, 16), pack_lines=True)
+  batcher = batching.Batcher(shape, BYTE)
+  examples = data_fixtures.qa1_examples(6, max_lines=5)
+  with pytest.raises(ValueError, match="does not split into 4 equal parts"):
+    batcher.layout(batcher.sizes(examples), shards=4)
+  with pytest.raises(ValueError, match="Part 1 of the batch has 7 real lines, more than the "
+                     "layout's 6 packed slots"):
+    batcher(examples, batching.Layout(8, 40, 24, 40, packed_lines=6), shards=3)
+  with pytest.raises(ValueError, match="token_multiple must be >= 0"):
+    batching.BatchShape(40, 24, 40, token_multiple=-1)

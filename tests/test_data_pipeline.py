@@ -102,3 +102,23 @@ def test_eval_pass_pads_last_batch_on_every_host():
   real = [name for batches, w in zip(per_host, weights)
           for name, keep in zip(sum((_index_of(b) for b in batches), []), w) if keep]
   assert sorted(real) == sorted(_index_of(BATCHER(data)))
+
+
+def test_hosts_agree_on_token_widths_and_packed_slots_and_split_the_single_host_batch():
+  shape = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40,
+                              line_buckets=(4, 8, 16), token_multiple=4, pack_lines=True)
+  batcher = batching.Batcher(shape, tokenizers.ByteTokenizer())
+  train = lambda i, n, shards: pipeline.TrainIterator(DATA, batcher, 8, seed=3, process_index=i,
+                                                      process_count=n, prefetch=0, shards=shards)
+  hosts, single = [train(i, 2, 2) for i in range(2)], train(0, 1, 4)
+  for step in range(6):
+    a, b = (h.batch_at(step) for h in hosts)
+    whole = single.batch_at(step)
+    for key in whole:
+      assert a[key].shape == b[key].shape
+      np.testing.assert_array_equal(np.concatenate([a[key], b[key]]), whole[key])
+  # Evaluation: the padded last batch's layout counts the copies of example 0 on every host.
+  per_host = [list(pipeline.eval_batches(DATA[:21], batcher, 8, process_index=i,
+                                         process_count=2, shards=2)) for i in range(2)]
+  for a, b in zip(*per_host):
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}

@@ -13,12 +13,15 @@ import numpy as np
 import optax
 import pytest
 
+from memreasoner_jax.data import batching
+from memreasoner_jax.data import tokenizers
 from memreasoner_jax import models
 from memreasoner_jax.models import hops as hops_lib
 from memreasoner_jax.models import losses
 from memreasoner_jax.models import memory
 from memreasoner_jax.models import memreasoner as model_lib
 from memreasoner_jax.models import presets
+from tests import data_fixtures
 from tests import toy_batches
 
 
@@ -357,3 +360,28 @@ def test_read_noise_kl_and_loss_ignore_empty_chunks(write_noise_std):
   assert float(metrics["kl"]) > 0
   np.testing.assert_allclose(float(metrics_pad["kl"]), float(metrics["kl"]), rtol=1e-5)
   np.testing.assert_allclose(float(loss_pad), float(loss), rtol=1e-5)
+
+
+def test_packed_lines_and_narrow_widths_give_the_latents_losses_and_answers_of_padded_ones():
+  examples = data_fixtures.qa1_examples(6, max_lines=7)
+  make = lambda **kw: batching.Batcher(batching.BatchShape(48, 32, 48, 1, **kw),
+                                       tokenizers.ByteTokenizer())
+  padded = make()(examples)
+  packer = make(token_multiple=8, pack_lines=True)
+  packed = packer(examples, shards=2)
+  assert packed["context_BxExT"].shape[2] < padded["context_BxExT"].shape[2]
+  assert packed["line_rows_SxM"].size < padded["line_mask_BxE"].size
+  model = model_lib.MemReasoner(_config(**{"memory.mode": "chunked", "memory.lines_per_chunk": 4}))
+  params = model.init(jax.random.PRNGKey(3), padded)
+  reason = jax.jit(model.reason)
+  r, r_packed = reason(params, padded), reason(params, packed)
+  np.testing.assert_allclose(r_packed.z_BxExC, r.z_BxExC, atol=1e-5)
+  np.testing.assert_allclose(r_packed.readouts_BxHxC, r.readouts_BxHxC, atol=1e-5)
+  loss = jax.jit(lambda b: losses.loss_fn(model, params, b, jax.random.PRNGKey(0), 0,
+                                          losses.loss_config()))
+  (total, metrics), (total_packed, metrics_packed) = loss(padded), loss(packed)
+  np.testing.assert_allclose(total_packed, total, rtol=1e-5)
+  np.testing.assert_allclose(metrics_packed["ae_loss"], metrics["ae_loss"], rtol=1e-5)
+  generate = jax.jit(model.generate, static_argnums=2)
+  np.testing.assert_array_equal(generate(params, packed, 6).tokens_BxN,
+                                generate(params, padded, 6).tokens_BxN)

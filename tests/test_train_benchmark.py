@@ -87,3 +87,9 @@ def test_useful_tokens_are_the_real_tokens_counted_by_hand():
   assert benchmark_train.step_tokens(cfg, batch, pad) == useful + ae_targets
   assert (benchmark_train.train_step_flops(cfg, batch, pad)
           < benchmark_train.train_step_flops(cfg, batch))
+  # Packed lines: the encoder reads the S x M listed slots (one part of 4 slots) of T tokens,
+  # not every B x E slot; the real tokens are the same.
+  cfg.model.memory.write_noise_std = 0.0
+  batch["line_rows_SxM"] = np.array([[0, 1, 2, 3]])
+  assert benchmark_train.step_tokens(cfg, batch) == padded - 2 * 3 * 5 + 4 * 5
+  assert benchmark_train.step_tokens(cfg, batch, pad) == useful

@@ -156,3 +156,17 @@ def test_evaluation_decodes_questions_with_the_encoder_tokenizer(config, tmp_pat
                       scored.append((output, target, question)) or {"exact_match": 1.0})
   evaluate.evaluate(answers_step, {}, "qa1", examples, batcher, 4, mesh)
   assert scored[1:] == [(ex.answer, ex.answer, ex.question) for ex in examples]
+
+
+def test_packed_lines_over_eight_devices_train_as_padded_lines_do(config):
+  # Each device gathers the real lines of its own two examples (one row of line_rows_SxM).
+  examples = data_fixtures.qa1_examples(32, max_lines=6)
+  make = lambda **kw: batching.Batcher(batching.BatchShape(48, 32, 48, 3, **kw),
+                                       tokenizers.ByteTokenizer())
+  plain = [make()(examples[i:i + 16]) for i in (0, 16)]
+  packer = make(token_multiple=8, pack_lines=True)
+  packed = [packer(examples[i:i + 16], shards=8) for i in (0, 16)]
+  assert packed[0]["line_rows_SxM"].shape[0] == 8
+  losses_plain, _, _ = _losses_and_step(jax.devices(), plain, config)
+  losses_packed, _, _ = _losses_and_step(jax.devices(), packed, config)
+  np.testing.assert_allclose(losses_packed, losses_plain, rtol=2e-5)

@@ -10,6 +10,10 @@ Keys and shapes (B batch, E lines, T tokens per line, Q query tokens, A answer t
                           at their separating space as `split_at_space` says
   answer_mask_BxA  bool   True at answer tokens and the final EOS (the positions to predict)
   prompt_len_B     int32  BOS + prompt tokens (generation starts after them)
+  line_rows_SxM    int32  only with `BatchShape.pack_lines`: the batch split into S equal parts
+                          (one per device), each part's real lines as row indices of its
+                          (B/S)*E lines, in order, padded with (B/S)*E (no line); the encoder
+                          reads only these M lines per part
   support_BxS      int32  supporting line indices in hop order, -1 padded
   sf_weight_B      float32 1 for examples in the supporting-fact supervised subset
   example_weight_B float32 1 for real examples, 0 for batch padding
@@ -22,6 +26,12 @@ With `BatchShape.sequence_tokens` > 0 (the full-attention baseline's input, L to
 Lines and query use the encoder tokenizer, the answer sequence the decoder tokenizer (they may
 differ, e.g. BERT WordPiece and GPT-2 BPE as in Larimar). Nothing is truncated: a text that does
 not fit its slot is an error naming the example and the line.
+
+A `Layout` fixes one batch's E, T, Q, A and M. By default T, Q and A are the configured widths;
+with `BatchShape.token_multiple` each batch takes the smallest multiple of it that holds its
+longest line, question and answer sequence. Hosts of one global step agree on the layout by
+computing it from the whole global batch's `sizes` (known without reading the other hosts'
+records).
 """
 
 from collections.abc import Sequence
@@ -74,6 +84,36 @@ def sf_selected(index_B: np.ndarray, sf_fraction: float) -> np.ndarray:
   return u < sf_fraction
 
 
+def packed_bucket(count: int) -> int:
+  """Slots for `count` packed lines: 8, 9, ..., 16, 18, ..., 32, 36, ... (eight sizes per
+  doubling: at most an eighth padding, and few shapes to compile)."""
+  size = 8
+  while True:
+    for eighth in range(8, 16):
+      if size * eighth // 8 >= count:
+        return size * eighth // 8
+    size *= 2
+
+
+def _round_up(count: int, multiple: int) -> int:
+  return -(-count // multiple) * multiple
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """The shapes of one batch; every host of a global step builds the same."""
+
+  lines: int  # E
+  line_tokens: int  # T
+  query_tokens: int  # Q
+  answer_tokens: int  # A
+  packed_lines: int = 0  # M: real-line slots per part (0: the encoder reads all B x E lines)
+
+
+# Columns of `Batcher.sizes`: what each example needs of the layout.
+SIZE_COLUMNS = ("lines", "line_tokens", "query_tokens", "answer_tokens")
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchShape:
   """Token and support slot sizes fixed by the config; E comes from `line_buckets`."""
@@ -84,6 +124,10 @@ class BatchShape:
   supports: int = 2  # S: supporting facts per example (hops supervised).
   line_buckets: tuple[int, ...] = line_buckets(16, 1024)  # allowed E values, ascending.
   sequence_tokens: int = 0  # L of `sequence_BxL` (the baseline's input); 0 builds none.
+  # 0: T, Q and A are the widths above; k: each batch's are the smallest multiples of k that
+  # hold its longest line, question and answer sequence (at most the widths above).
+  token_multiple: int = 0
+  pack_lines: bool = False  # line_rows_SxM: the encoder reads real lines only
 
   def __post_init__(self):
     for name in ("line_tokens", "query_tokens", "answer_tokens"):
@@ -93,6 +137,13 @@ class BatchShape:
       raise ValueError("BatchShape.supports must be >= 1")
     if list(self.line_buckets) != sorted(set(self.line_buckets)) or self.line_buckets[0] < 1:
       raise ValueError(f"BatchShape.line_buckets must be ascending positive: {self.line_buckets}")
+    if self.token_multiple < 0:
+      raise ValueError(f"BatchShape.token_multiple must be >= 0, got {self.token_multiple}")
+
+  @property
+  def widths(self) -> tuple[int, int, int]:
+    """The configured (T, Q, A)."""
+    return self.line_tokens, self.query_tokens, self.answer_tokens
 
 
 class Batcher:
@@ -118,20 +169,62 @@ class Batcher:
     self.decoder_tokenizer = decoder_tokenizer or enc
     self.sf_fraction = sf_fraction
 
-  def num_lines(self, examples: Sequence[Example]) -> int:
-    """The E bucket these examples need."""
-    return bucket_for(max(len(ex.context) for ex in examples), self.shape.line_buckets)
+  def sizes(self, examples: Sequence[Example]) -> np.ndarray:
+    """Per example (rows) the layout it needs (SIZE_COLUMNS): its lines, and the tokens of its
+    longest line, its question and its answer sequence, BOS and EOS included. Without
+    `token_multiple` the token columns are the configured widths (nothing is tokenized)."""
+    lines_N = np.array([len(ex.context) for ex in examples], np.int64)
+    if not self.shape.token_multiple:
+      return self.fixed_sizes(lines_N)
+    all_lines = [line for ex in examples for line in ex.context]
+    longest_N = np.zeros(len(examples), np.int64)
+    owner = np.repeat(np.arange(len(examples)), lines_N)
+    for tok in {self.encoder_tokenizer.spec: self.encoder_tokenizer,
+                self.decoder_tokenizer.spec: self.decoder_tokenizer}.values():
+      np.maximum.at(longest_N, owner, tok.encode_ragged(all_lines)[1])
+    query_N = self.encoder_tokenizer.encode_ragged([ex.question for ex in examples])[1]
+    prompts, answers = zip(*(split_at_space(self.decoder_tokenizer, ex.question, ex.answer)
+                             for ex in examples))
+    answer_N = sum(self.decoder_tokenizer.encode_ragged(list(texts))[1]
+                   for texts in (prompts, answers))
+    return np.stack([lines_N, longest_N + 2, query_N + 2, answer_N + 2], axis=1)
 
-  def __call__(self, examples: Sequence[Example], num_lines: int | None = None,
-               example_weight_B: np.ndarray | None = None) -> Batch:
-    """Builds the batch; `num_lines` forces E (all hosts of a global batch must agree on it)."""
+  def fixed_sizes(self, lines_N: np.ndarray) -> np.ndarray:
+    """`sizes` without `token_multiple`: the line counts and the configured widths."""
+    lines_N = np.asarray(lines_N, np.int64)
+    return np.column_stack([lines_N] + [np.full_like(lines_N, w) for w in self.shape.widths])
+
+  def layout(self, sizes_Nx4: np.ndarray, shards: int = 1,
+             num_lines: int | None = None) -> Layout:
+    """The layout of a batch of examples with these `sizes` split into `shards` equal parts
+    (one per device); `num_lines` forces E."""
+    if num_lines is None:
+      num_lines = bucket_for(int(sizes_Nx4[:, 0].max()), self.shape.line_buckets)
+    widths = self.shape.widths
+    if self.shape.token_multiple:
+      # Past a configured width the batch itself reports the text that does not fit.
+      widths = tuple(min(width, _round_up(int(need), self.shape.token_multiple))
+                     for width, need in zip(widths, sizes_Nx4[:, 1:].max(axis=0)))
+    packed = 0
+    if self.shape.pack_lines:
+      if len(sizes_Nx4) % shards:
+        raise ValueError(f"A batch of {len(sizes_Nx4)} examples does not split into {shards} "
+                         "equal parts for packing; make the batch a multiple of the devices")
+      packed = packed_bucket(int(sizes_Nx4[:, 0].reshape(shards, -1).sum(axis=1).max()))
+    return Layout(num_lines, *widths, packed)
+
+  def __call__(self, examples: Sequence[Example], layout: Layout | None = None,
+               example_weight_B: np.ndarray | None = None, shards: int = 1) -> Batch:
+    """Builds the batch in `layout` (all hosts of a global batch must agree on it; default:
+    this batch's own), packed lines in `shards` parts (this host's devices)."""
     if not examples:
       raise ValueError("Cannot build a batch from no examples")
+    if layout is None:
+      layout = self.layout(self.sizes(examples), shards)
     batch_size = len(examples)
+    num_lines = layout.lines
     lines_per_example = np.array([len(ex.context) for ex in examples], np.int64)
-    if num_lines is None:
-      num_lines = self.num_lines(examples)
-    elif lines_per_example.max() > num_lines:
+    if lines_per_example.max() > num_lines:
       worst = examples[int(lines_per_example.argmax())]
       raise ValueError(f"Example {_name(worst)} has {len(worst.context)} lines, over E={num_lines}")
 
@@ -140,15 +233,15 @@ class Batcher:
     line_ids = np.arange(len(all_lines)) - np.repeat(
         np.cumsum(lines_per_example) - lines_per_example, lines_per_example)
     rows = np.repeat(np.arange(batch_size), lines_per_example) * num_lines + line_ids
-    context_NxT = self._pack(enc, all_lines, (batch_size * num_lines, self.shape.line_tokens),
+    context_NxT = self._pack(enc, all_lines, (batch_size * num_lines, layout.line_tokens),
                              rows, lambda j: _line_name(examples, j))
     line_mask_BxE = np.arange(num_lines)[None, :] < lines_per_example[:, None]
 
     query_BxQ = self._pack(enc, [ex.question for ex in examples],
-                           (batch_size, self.shape.query_tokens), np.arange(batch_size),
+                           (batch_size, layout.query_tokens), np.arange(batch_size),
                            lambda b: f"question of example {_name(examples[b])}")
     answer_BxA, answer_mask_BxA, prompt_len_B = self._answers(
-        dec, examples, [ex.question for ex in examples], self.shape.answer_tokens,
+        dec, examples, [ex.question for ex in examples], layout.answer_tokens,
         "answer_tokens")
 
     if example_weight_B is None:
@@ -167,15 +260,18 @@ class Batcher:
     }
     if dec.spec != enc.spec:
       # The autoencoding loss decodes lines, so it needs them in the decoder's ids too.
-      recon_NxT = self._pack(dec, all_lines, (batch_size * num_lines, self.shape.line_tokens),
+      recon_NxT = self._pack(dec, all_lines, (batch_size * num_lines, layout.line_tokens),
                              rows, lambda j: _line_name(examples, j))
       lengths_N = np.zeros(batch_size * num_lines, np.int64)
       lengths_N[rows] = dec.encode_ragged(all_lines)[1]
-      width = np.arange(self.shape.line_tokens)[None, :]
+      width = np.arange(layout.line_tokens)[None, :]
       batch["recon_BxExT"] = recon_NxT.reshape(batch_size, num_lines, -1)
       batch["recon_mask_BxExT"] = ((width >= 1) & (width <= 1 + lengths_N[:, None])
                                    & line_mask_BxE.reshape(-1)[:, None]).reshape(
                                        batch_size, num_lines, -1)
+    if layout.packed_lines:
+      batch["line_rows_SxM"] = _packed_rows(rows, batch_size * num_lines, shards,
+                                            layout.packed_lines)
     if self.shape.sequence_tokens:
       batch["sequence_BxL"], batch["sequence_mask_BxL"], batch["sequence_prompt_len_B"] = (
           self._answers(dec, examples, [context_prompt(ex) for ex in examples],
@@ -264,6 +360,23 @@ def answer_text(tok: tokenizers_lib.Tokenizer, ids) -> str:
 def context_prompt(ex: Example) -> str:
   """The baseline's question: every context line, then the question (newline-separated)."""
   return "".join(line + "\n" for line in ex.context) + ex.question
+
+
+def _packed_rows(rows_R: np.ndarray, num_rows: int, shards: int, slots: int) -> np.ndarray:
+  """line_rows_SxM: the ascending real rows `rows_R` of a B*E batch, per part, as indices into
+  that part's rows; unused slots hold the part's row count (out of range: no line)."""
+  if num_rows % shards:
+    raise ValueError(f"A batch of {num_rows} line rows does not split into {shards} equal parts")
+  per_part = num_rows // shards
+  part_R, local_R = np.divmod(rows_R, per_part)
+  counts_S = np.bincount(part_R, minlength=shards)
+  if counts_S.max() > slots:
+    raise ValueError(f"Part {int(counts_S.argmax())} of the batch has {counts_S.max()} real lines, "
+                     f"more than the layout's {slots} packed slots")
+  slot_R = np.arange(len(rows_R)) - np.repeat(np.cumsum(counts_S) - counts_S, counts_S)
+  out_SxM = np.full((shards, slots), per_part, np.int32)
+  out_SxM[part_R, slot_R] = local_R
+  return out_SxM
 
 
 def _scatter(out_NxW: np.ndarray, flat: np.ndarray, lengths: np.ndarray, rows: np.ndarray,

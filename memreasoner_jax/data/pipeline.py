@@ -4,9 +4,10 @@ The stream is laid out globally and independently of the number of hosts: epoch 
 permutation of the dataset, epochs follow each other, and global batch k is stream positions
 [k*G, (k+1)*G). Host i of P takes its contiguous share [k*G + i*G/P, k*G + (i+1)*G/P), so every
 host reads only its own examples, the hosts of one step together read each position once, and a
-run resumed on a different number of hosts sees the same global batches. The line bucket E of a
-step is chosen from the line counts of the whole global batch (known without reading the other
-hosts' records), so all hosts build the same shapes.
+run resumed on a different number of hosts sees the same global batches. A step's layout (line
+bucket E, and with the batcher's options the token widths and packed lines) is chosen from the
+sizes of the whole global batch's examples, computed once per dataset on every host (known
+without reading the other hosts' records), so all hosts build the same shapes.
 """
 
 from collections.abc import Iterator
@@ -35,12 +36,15 @@ def read_examples(source: Source, indices: np.ndarray) -> list[Example]:
   return [source[int(i)] for i in indices]
 
 
-def num_lines(source: Source) -> np.ndarray:
-  """Lines per example; TFDS sources keep this in metadata, lists are counted once."""
+def example_sizes(source: Source, batcher: batching.Batcher, chunk: int = 4096) -> np.ndarray:
+  """`batcher.sizes` of every example (N x 4). Line counts alone are in TFDS metadata; token
+  widths (`token_multiple`) need one pass over the source, `chunk` examples at a time."""
   stored = getattr(source, "num_lines_N", None)
-  if stored is not None:
-    return np.asarray(stored, np.int64)
-  return np.fromiter((len(ex.context) for ex in source), np.int64, len(source))
+  if stored is not None and not batcher.shape.token_multiple:
+    return batcher.fixed_sizes(stored)
+  parts = [batcher.sizes(read_examples(source, np.arange(start, min(start + chunk, len(source)))))
+           for start in range(0, len(source), chunk)]
+  return np.concatenate(parts) if parts else np.zeros((0, len(batching.SIZE_COLUMNS)), np.int64)
 
 
 def host_share(global_batch: int, process_index: int, process_count: int) -> tuple[int, int]:
@@ -73,7 +77,7 @@ class TrainIterator:
 
   def __init__(self, source: Source, batcher: batching.Batcher, global_batch: int, *,
                seed: int = 0, shuffle: bool = True, process_index: int | None = None,
-               process_count: int | None = None, prefetch: int = 2):
+               process_count: int | None = None, prefetch: int = 2, shards: int = 1):
     if len(source) == 0:
       raise ValueError("TrainIterator needs a non-empty source")
     process_index, process_count = _processes(process_index, process_count)
@@ -83,7 +87,9 @@ class TrainIterator:
     self._global_batch = global_batch
     self._seed = seed
     self._shuffle = shuffle
-    self._num_lines_N = num_lines(source)
+    self._sizes_Nx4 = example_sizes(source, batcher)
+    self._shards = shards  # this host's parts of a batch (devices) for packed lines
+    self._global_shards = shards * process_count
     self._permutations: dict[int, np.ndarray] = {}
     self._step = 0
     self._prefetch = prefetch
@@ -113,9 +119,8 @@ class TrainIterator:
   def batch_at(self, step: int) -> batching.Batch:
     """This host's batch of global step `step` (a pure function of the step)."""
     global_indices, mine = self.indices(step)
-    lines = batching.bucket_for(int(self._num_lines_N[global_indices].max()),
-                                self._batcher.shape.line_buckets)
-    return self._batcher(read_examples(self._source, mine), num_lines=lines)
+    layout = self._batcher.layout(self._sizes_Nx4[global_indices], self._global_shards)
+    return self._batcher(read_examples(self._source, mine), layout, shards=self._shards)
 
   def __iter__(self) -> Iterator[batching.Batch]:
     return self
@@ -156,7 +161,8 @@ class TrainIterator:
 
 def eval_batches(source: Source, batcher: batching.Batcher, global_batch: int, *,
                  process_index: int | None = None,
-                 process_count: int | None = None) -> Iterator[batching.Batch]:
+                 process_count: int | None = None,
+                 shards: int = 1) -> Iterator[batching.Batch]:
   """One in-order pass; the last global batch is padded with weight-0 copies of example 0.
 
   Every host yields the same number of batches of the same shapes (a collective per batch
@@ -167,16 +173,14 @@ def eval_batches(source: Source, batcher: batching.Batcher, global_batch: int, *
   n = len(source)
   if n == 0:
     return
-  lines_N = num_lines(source)
+  sizes_Nx4 = example_sizes(source, batcher)
   for first in range(0, n, global_batch):
-    positions = first + start + np.arange(size)
+    # Past the end every host reads example 0 (weight 0), so the layout counts it there too.
+    global_positions = first + np.arange(global_batch)
+    layout = batcher.layout(sizes_Nx4[np.where(global_positions < n, global_positions, 0)],
+                            shards * process_count)
+    positions = global_positions[start:start + size]
     real = positions < n
-    global_lines = lines_N[first:first + global_batch].max()
-    if first + global_batch > n:  # Padding copies of example 0 must fit the bucket too.
-      global_lines = max(global_lines, lines_N[0])
-    examples = read_examples(source, positions[real])
-    examples += read_examples(source, np.zeros(size - int(real.sum()), np.int64))
-    yield batcher(examples,
-                  num_lines=batching.bucket_for(int(global_lines), batcher.shape.line_buckets),
-                  example_weight_B=real.astype(np.float32))
+    examples = read_examples(source, np.where(real, positions, 0))
+    yield batcher(examples, layout, example_weight_B=real.astype(np.float32), shards=shards)
 

@@ -12,6 +12,9 @@ tokens, S supporting facts):
   answer_BxA       int32  [BOS] prompt answer [EOS]; input [:, :-1], targets [:, 1:]
   answer_mask_BxA  bool   True at the answer tokens and final EOS (what is predicted)
   prompt_len_B     int32  leading tokens of answer_BxA that are BOS + prompt
+  line_rows_SxM    int32  optional: the real lines of each of S equal parts of the batch, as row
+                          indices into that part's (B/S)*E lines (data/batching.py); the
+                          encoder then reads only these
   support_BxS      int32  supporting line indices in hop order, -1 padded
   sf_weight_B      float  1 for examples in the supporting-fact supervised subset
   example_weight_B float  1 for real examples, 0 for batch padding
@@ -24,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from memreasoner_jax.data import special_tokens
 from memreasoner_jax import models
 from memreasoner_jax.models import attention
 from memreasoner_jax.models import decoder as decoder_lib
@@ -175,15 +179,37 @@ class MemReasoner:
     latents = jax.lax.map(apply, padded.reshape(steps, chunk, t))
     return latents.reshape(steps * chunk, -1)[:n]
 
+  def encode_lines(self, params: Params, context_BxExT: jax.Array,
+                   rows_SxM: jax.Array | None = None) -> jax.Array:
+    """Latents_BxExC of every line slot; with `rows_SxM` only the listed lines are encoded
+    (zeros elsewhere).
+
+    The batch is split into S parts (one per device, as the batch is sharded) and each part
+    gathers its own lines, so the gather and scatter stay on the device that holds them.
+    """
+    b, e, t = context_BxExT.shape
+    if rows_SxM is None:
+      return self.encode(params, context_BxExT.reshape(b * e, t)).reshape(b, e, -1)
+    s, m = rows_SxM.shape
+    if b % s:
+      raise ValueError(f"batch['line_rows_SxM'] has {s} parts, which do not divide B={b}")
+    lines_SxRxT = context_BxExT.reshape(s, b * e // s, t)
+    # Unused slots point past the part's rows: they read a padding line and are dropped below.
+    packed_SxMxT = jnp.take_along_axis(lines_SxRxT, rows_SxM[..., None], axis=1, mode="fill",
+                                       fill_value=special_tokens.PAD_ID)
+    z_SxMxC = self.encode(params, packed_SxMxT.reshape(s * m, t)).reshape(s, m, -1)
+    z_SxRxC = jnp.zeros(lines_SxRxT.shape[:2] + z_SxMxC.shape[-1:], z_SxMxC.dtype)
+    z_SxRxC = z_SxRxC.at[jnp.arange(s)[:, None], rows_SxM].set(z_SxMxC, mode="drop")
+    return z_SxRxC.reshape(b, e, -1)
+
   def reason(self, params: Params, batch: dict[str, jax.Array], *,
              rng: jax.Array | None = None) -> Reasoning:
     """Encoder, temporal encoding, memory write and hops. An rng turns on training noise."""
     _check_batch(batch)
     cfg = self.config
     context_BxExT = batch["context_BxExT"]
-    b, e, t = context_BxExT.shape
     mask_BxE = batch["line_mask_BxE"].astype(bool)
-    z_BxExC = self.encode(params, context_BxExT.reshape(b * e, t)).reshape(b, e, -1)
+    z_BxExC = self.encode_lines(params, context_BxExT, batch.get("line_rows_SxM"))
     z_BxExC = z_BxExC * mask_BxE[..., None]
     query_BxC = self.encode(params, batch["query_BxQ"])
     # Float32 from here on, as the memory algebra is: the written latents and the ones returned

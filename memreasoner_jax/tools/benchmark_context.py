@@ -85,7 +85,9 @@ def make_batch(cfg: ml_collections.ConfigDict, example: Example) -> dict[str, np
   """A batch of one with exactly the example's lines and sequence (no padding to time)."""
   data = cfg.data.copy_and_resolve_references()
   data.sequence_tokens = sequence_tokens(cfg, example)
-  return input_lib.make_batcher(data)([example], num_lines=len(example.context))
+  batcher = input_lib.make_batcher(data)
+  layout = batcher.layout(batcher.sizes([example]), num_lines=len(example.context))
+  return batcher([example], layout)
 
 
 def baseline_bytes(model_cfg: ml_collections.ConfigDict, length: int, chunk: int) -> int:

@@ -35,14 +35,20 @@ from memreasoner_jax import train
 def define_flags() -> None:
   """Defines the command's flags; only run as a command, so importing this module next to other
   commands (tests) never defines a flag twice."""
-  global _PRESET, _TASK, _BATCH, _STEPS, _DTYPE, _PEAK, _OUT
+  global _PRESET, _TASK, _OPTIONS, _BATCH, _STEPS, _DTYPE, _PEAK, _OUT, _TOKENIZER, _MULTIPLE
+  global _PACK
   _PRESET = flags.DEFINE_enum("preset", "tiny", presets.PRESETS, "Model preset.")
   _TASK = flags.DEFINE_string("task", "qa1", "Task whose stories fill the batch.")
+  _OPTIONS = flags.DEFINE_list("options", [], "configs/babi.py options, e.g. long.")
   _BATCH = flags.DEFINE_integer("batch", 0, "Global batch (0: the config's).")
   _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps after the compiling one.")
   _DTYPE = flags.DEFINE_string("dtype", "", "Compute dtype override (float32, bfloat16).")
   _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s per device (0: from the table).")
   _OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
+  _TOKENIZER = flags.DEFINE_string("encoder_tokenizer", "", "data.encoder_tokenizer override "
+                                   "(e.g. a BERT tokenizer directory for WordPiece lines).")
+  _MULTIPLE = flags.DEFINE_integer("token_multiple", None, "data.token_multiple override.")
+  _PACK = flags.DEFINE_bool("pack_lines", None, "data.pack_lines override.")
 
 
 # Dense peak TFLOP/s per device by device_kind substring: (bfloat16, float32).
@@ -65,8 +71,8 @@ def sequence_lengths(cfg: ml_collections.ConfigDict, batch: dict[str, np.ndarray
                      pad_id: int | None) -> dict[str, np.ndarray]:
   """Tokens per sequence of each part of a train step: padded (pad_id None) or real.
 
-  Parts: encoder lines and queries, decoder answer targets (answer_BxA[:, 1:]) and
-  autoencoded line targets. The autoencoder decodes min(ae_lines, real lines) random real
+  Parts: encoder lines (every slot, or the packed ones) and queries, decoder answer targets
+  (answer_BxA[:, 1:]) and autoencoded line targets. The autoencoder decodes min(ae_lines, real lines) random real
   lines per example, once where the memory reads a written line back exactly
   (`losses.reads_back`), else twice (from the latent and from the read); their real length is
   counted as the example's mean real line length.
@@ -77,7 +83,9 @@ def sequence_lengths(cfg: ml_collections.ConfigDict, batch: dict[str, np.ndarray
   decodes = 1 if losses.reads_back(models.build(cfg.model), e) else 2
   if pad_id is None:
     full = lambda n, length: np.full(n, length)
-    return {"lines": full(b * e, t), "query": full(b, query_BxQ.shape[1]),
+    # Packed lines: the encoder reads the S x M listed slots, not every B x E one.
+    encoded = batch["line_rows_SxM"].size if "line_rows_SxM" in batch else b * e
+    return {"lines": full(encoded, t), "query": full(b, query_BxQ.shape[1]),
             "answer": full(b, batch["answer_BxA"].shape[1] - 1),
             "ae": full(decodes * b * ae_lines, t - 1)}
   line_len_BxE = np.count_nonzero(context_BxExT != pad_id, axis=-1)
@@ -123,18 +131,25 @@ def peak_tflops(device: jax.Device, dtype: str) -> float | None:
 
 def main(argv):
   del argv
-  cfg = babi.get_config(f"{_TASK.value},{_PRESET.value}")
+  cfg = babi.get_config(",".join([_TASK.value, _PRESET.value, *_OPTIONS.value]))
   if _BATCH.value:
     cfg.data.global_batch = _BATCH.value
   if _DTYPE.value:
     cfg.model.dtype = _DTYPE.value
+  if _TOKENIZER.value:
+    cfg.data.encoder_tokenizer = _TOKENIZER.value
+  if _MULTIPLE.value is not None:
+    cfg.data.token_multiple = _MULTIPLE.value
+  if _PACK.value is not None:
+    cfg.data.pack_lines = _PACK.value
   cfg.data.train_examples = max(cfg.data.global_batch, 64)
 
   mesh = sharding_lib.make_mesh(cfg.mesh, jax.local_devices())
   sharding_lib.check_global_batch(cfg.data.global_batch, mesh, "--batch")
   batcher = input_lib.make_batcher(cfg.data)
   examples = input_lib.train_examples(cfg.data)
-  local = batcher((examples * cfg.data.global_batch)[:cfg.data.global_batch])
+  local = batcher((examples * cfg.data.global_batch)[:cfg.data.global_batch],
+                  shards=sharding_lib.local_batch_shards(mesh))
   model = models.build(cfg.model)
   tx, schedule = optimizer_lib.make_optimizer(cfg.optimizer, cfg.training.num_steps)
   init_fn = lambda: train.init_state(model, tx, jax.random.key(0), local)
