@@ -102,12 +102,20 @@ def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
   return {prefix: tree}
 
 
+# Model fields that choose how the same parameters are computed with, not what they are: a run
+# may resume with another attention implementation, rematerialisation, pseudo-inverse method or
+# encoder chunking (on another platform, or written before the field existed).
+EXECUTION_FIELDS = ("model.attention", "model.remat", "model.memory.pinv",
+                    "model.encoder.encode_chunk")
+
+
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
   """Human-readable `key: checkpoint X, config Y` lines for every field that differs.
 
   Paths say where files were, not what the model is: tokenizers are compared by digest
   (checkpoints older than digests by spec) and the init_from directories, read only to
   initialise, not at all. So a workdir or tokenizer moved to another mount still resumes.
+  EXECUTION_FIELDS are not compared either.
   """
   tokenizers_key = "tokenizer_digests" if "tokenizer_digests" in saved else "tokenizers"
   lines = []
@@ -115,7 +123,7 @@ def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     prefix = "" if section == "param_shapes" else section
     old, new = _flatten(saved.get(section), prefix), _flatten(current.get(section), prefix)
     for key in sorted(set(old) | set(new)):
-      if key.endswith(".init_from"):
+      if key.endswith(".init_from") or key in EXECUTION_FIELDS:
         continue
       if old.get(key, "<absent>") != new.get(key, "<absent>"):
         name = f"param {key}" if section == "param_shapes" else key

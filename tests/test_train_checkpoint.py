@@ -238,3 +238,20 @@ def test_a_preempted_run_returns_no_earlier_evaluation_as_its_result(tmp_path, m
                if "eval/qa1/babilong" in r]
   assert [r["step"] for r in evaluated] == [2]
   assert "train/loss" in results and not any(k.startswith("eval/") for k in results), results
+
+
+def test_execution_fields_differ_without_refusing_the_checkpoint():
+  # How the same parameters are computed (attention, remat, pseudo-inverse, encoder chunks) is
+  # not compared: a run written before such a field existed, or on another platform, resumes.
+  config = _config()
+  abstract = jax.eval_shape(model_lib.MemReasoner(config.model).init, jax.random.key(0),
+                            toy_batches.qa1_batch(2))
+  saved = checkpointing.model_metadata(config, abstract, {"encoder": BYTE, "decoder": BYTE})
+  del saved["model"]["attention"], saved["model"]["remat"]
+  saved["model"]["memory"]["pinv"], saved["model"]["encoder"]["encode_chunk"] = "svd", 7
+  current = checkpointing.model_metadata(config, abstract, {"encoder": BYTE, "decoder": BYTE})
+  assert current["model"]["memory"]["pinv"] == "auto"
+  assert checkpointing.differences(saved, current) == []
+  saved["model"]["dtype"] = "bfloat16"  # what the model computes in is still compared
+  assert checkpointing.differences(saved, current) == [
+      "model.dtype: checkpoint 'bfloat16', this config 'float32'"]
