@@ -107,6 +107,9 @@ def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
 # encoder chunking (on another platform, or written before the field existed).
 EXECUTION_FIELDS = ("model.attention", "model.remat", "model.memory.pinv",
                     "model.encoder.encode_chunk")
+# Model fields added after checkpoints were written, with the value a checkpoint without one
+# was trained with (the model reads them with the same default).
+ADDED_FIELDS = {"model.decoder.copy": False}
 
 
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -115,7 +118,8 @@ def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
   Paths say where files were, not what the model is: tokenizers are compared by digest
   (checkpoints older than digests by spec) and the init_from directories, read only to
   initialise, not at all. So a workdir or tokenizer moved to another mount still resumes.
-  EXECUTION_FIELDS are not compared either.
+  EXECUTION_FIELDS are not compared either, and an ADDED_FIELDS field a checkpoint lacks
+  counts as its default.
   """
   tokenizers_key = "tokenizer_digests" if "tokenizer_digests" in saved else "tokenizers"
   lines = []
@@ -125,10 +129,11 @@ def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     for key in sorted(set(old) | set(new)):
       if key.endswith(".init_from") or key in EXECUTION_FIELDS:
         continue
-      if old.get(key, "<absent>") != new.get(key, "<absent>"):
+      absent = ADDED_FIELDS.get(key, "<absent>")
+      if old.get(key, absent) != new.get(key, absent):
         name = f"param {key}" if section == "param_shapes" else key
-        lines.append(f"{name}: checkpoint {old.get(key, '<absent>')!r}, "
-                     f"this config {new.get(key, '<absent>')!r}")
+        lines.append(f"{name}: checkpoint {old.get(key, absent)!r}, "
+                     f"this config {new.get(key, absent)!r}")
   return lines
 
 

@@ -15,6 +15,7 @@ from memreasoner_jax.tasks import distractors
 from memreasoner_jax.tasks.example import Example
 from memreasoner_jax.tasks import haystack
 from memreasoner_jax.tasks import registry
+from memreasoner_jax.tasks import rename
 
 
 def task_names(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -55,13 +56,18 @@ def check_source(cfg: ml_collections.ConfigDict) -> None:
 
 def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
   """The training split of `data.source`; generated: every task's, with 0..train_filler_max
-  filler sentences per example."""
+  filler sentences per example, and the rooms of a `rename_fraction` of the bAbI stories
+  renamed to pseudo-words."""
   if not sources.is_generated(_source(cfg)):
     return _fit_lines(sources.read(cfg.source, "train", cfg.tfds_dir), cfg)
   source = distractors.get_source(cfg.train_filler) if cfg.train_filler_max > 0 else None
   examples = []
   for task in task_names(cfg):
     for example in registry.generate(task, "train", cfg.train_examples, cfg.train_seed):
+      if task in registry.BABI_TASKS and cfg.get("rename_fraction", 0.0) > 0:
+        rng = registry.rng_for(task, "train-rename", cfg.train_seed, example.index)
+        if rng.random() < cfg.rename_fraction:
+          example = rename.rename_rooms_randomly(example, rng)
       if source is not None:
         rng = registry.rng_for(task, "train-filler", cfg.train_seed, example.index)
         example = haystack.add_filler(example, rng.randint(0, cfg.train_filler_max), source, rng,

@@ -252,6 +252,7 @@ def setup(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
     state, data_state, _ = restored
   train_iter = pipeline.TrainIterator(train_examples, batcher, cfg.data.global_batch,
                                       seed=cfg.training.seed, prefetch=cfg.data.prefetch,
+                                      workers=cfg.data.get("workers", 0),
                                       shards=sharding_lib.local_batch_shards(mesh))
   if data_state is not None:
     train_iter.set_state(data_state)

@@ -201,6 +201,30 @@ def test_token_widths_follow_the_batch_and_packed_rows_list_each_parts_real_line
   np.testing.assert_array_equal(plain["answer_BxA"][:, :layout.answer_tokens], batch["answer_BxA"])
 
 
+class _CountingBytes(tokenizers.ByteTokenizer):
+  """Bytes, counting the tokenizer calls."""
+
+  calls = 0
+
+  def encode_ragged(self, texts):
+    self.calls += 1
+    return super().encode_ragged(texts)
+
+
+def test_a_batch_without_a_given_layout_tokenizes_each_text_once():
+  shape = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40, supports=2,
+                              line_buckets=(4, 8, 16), token_multiple=8, pack_lines=True)
+  tok = _CountingBytes()
+  batcher = batching.Batcher(shape, tok)
+  examples = data_fixtures.qa1_examples(6, max_lines=5)
+  batch = batcher(examples, shards=3)
+  assert tok.calls == 4  # lines, questions, prompts, answers
+  given = batcher(examples, batcher.layout(batcher.sizes(examples), 3), shards=3)
+  assert batch.keys() == given.keys()
+  for key, value in given.items():
+    np.testing.assert_array_equal(batch[key], value, err_msg=key)
+
+
 def test_packing_errors_name_the_part_and_the_split():
   shape = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40, supports=2,
                               line_buckets=(4, 8, 16), pack_lines=True)

@@ -61,19 +61,34 @@ def test_epochs_are_reshuffled_and_seeded():
   assert other.indices(0)[0].tolist() != first[0].tolist()
 
 
-@pytest.mark.parametrize("prefetch", [0, 2])
-def test_state_round_trip_resumes_exactly(prefetch):
-  it = _train(prefetch=prefetch)
+@pytest.mark.parametrize("prefetch, workers", [(0, 0), (2, 0), (1, 2)])
+def test_state_round_trip_resumes_exactly(prefetch, workers):
+  it = _train(prefetch=prefetch, workers=workers)
   for _ in range(7):
     next(it)
   state = json.loads(json.dumps(it.get_state()))
-  assert (state["epoch"], state["position"]) == (1, 8)
+  assert (state["epoch"], state["position"], state["workers"]) == (1, 8, workers)
   expected = [_index_of(next(it)) for _ in range(3)]
   it.close()
-  resumed = _train(prefetch=prefetch)
+  resumed = _train(prefetch=prefetch, workers=workers)
   resumed.set_state(state)
   assert [_index_of(next(resumed)) for _ in range(3)] == expected
   resumed.close()
+  # Another worker count cannot take Grain's state: it restarts at the saved step instead.
+  other = _train(prefetch=prefetch, workers=1 if workers == 0 else 0)
+  other.set_state(state)
+  assert [_index_of(next(other)) for _ in range(3)] == expected
+  other.close()
+
+
+def test_worker_processes_yield_the_batches_of_the_step_function():
+  it = _train(1, 2, workers=2, prefetch=1)
+  reference = _train(1, 2, prefetch=0)
+  for step in range(8):  # past an epoch's end (6 steps)
+    batch = next(it)
+    for key, value in reference.batch_at(step).items():
+      np.testing.assert_array_equal(batch[key], value, err_msg=f"step {step}, {key}")
+  it.close()
 
 
 def test_state_from_another_dataset_is_rejected():

@@ -10,6 +10,7 @@ from memreasoner_jax import input_pipeline
 from memreasoner_jax import metric_writers
 from memreasoner_jax.tasks import babi_format
 from memreasoner_jax.tasks import registry
+from memreasoner_jax.tasks import vocab
 from memreasoner_jax.tasks.reference_data import shared_data_dir
 from memreasoner_jax import train
 
@@ -100,3 +101,17 @@ def test_a_file_in_the_wrong_format_is_named(tmp_path):
   config = _config(f"files:{tmp_path}/qa1_*_{{split}}.txt")
   with pytest.raises(sources.SourceError, match="qa1_notes_train.txt is neither a bAbI-format"):
     input_pipeline.train_examples(config.data)
+
+
+def test_generated_training_renames_the_configured_share_of_stories():
+  config = _config("generated")
+  config.data.train_examples = 400
+  plain = input_pipeline.train_examples(config.data)
+  config.data.rename_fraction = 0.5
+  mixed = input_pipeline.train_examples(config.data)
+  renamed = [m for p, m in zip(plain, mixed) if m != p]
+  assert 150 < len(renamed) < 250
+  rooms = set(vocab.ROOMS)
+  assert all(m.answer not in rooms and m.question == p.question
+             for p, m in zip(plain, mixed) if m != p)
+  assert all(m.answer in rooms for p, m in zip(plain, mixed) if m == p)

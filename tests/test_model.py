@@ -16,6 +16,7 @@ import pytest
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import tokenizers
 from memreasoner_jax import models
+from memreasoner_jax.models import copying
 from memreasoner_jax.models import hops as hops_lib
 from memreasoner_jax.models import losses
 from memreasoner_jax.models import memory
@@ -148,6 +149,57 @@ def test_kv_cache_decoding_matches_full_recompute(tiny, condition):
   assert tokens.shape == (4, 8) and logits.shape == (4, 8, 260)
   np.testing.assert_array_equal(tokens, tokens_ref)
   np.testing.assert_allclose(logits, logits_ref, atol=1e-4)
+
+
+def test_copying_decodes_the_same_with_and_without_the_cache_and_trains_every_part(tiny):
+  _, _, batch = tiny
+  model = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "decoder.condition": "facts",
+                                           "decoder.copy": True}))
+  params = model.init(jax.random.PRNGKey(7), batch)
+  assert set(params["copy"]) == {"key", "previous_key", "previous_token",
+                                 "second_previous_token", "query", "pointed_token", "gate"}
+  tokens, logits, _ = jax.jit(lambda p, b: model.generate(p, b, 8))(params, batch)
+  tokens_ref, logits_ref, _ = jax.jit(lambda p, b: model.generate(p, b, 8, use_cache=False))(
+      params, batch)
+  np.testing.assert_array_equal(tokens, tokens_ref)
+  np.testing.assert_allclose(logits, logits_ref, atol=1e-4)
+  # Log-probabilities: each position's distribution sums to one.
+  np.testing.assert_allclose(np.exp(logits).sum(-1), 1.0, atol=1e-4)
+  grads = jax.jit(jax.grad(lambda p: losses.loss_fn(model, p, batch, jax.random.PRNGKey(1), 0,
+                                                    losses.loss_config())[0]))(params)
+  chex.assert_tree_all_finite(grads)
+  assert all(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads["copy"]))
+
+
+def test_copy_head_puts_mass_only_on_the_text_of_the_source():
+  ids = tokenizers.ByteTokenizer()
+  text = ids.encode("to the cellar")
+  line = [1] + text + [2, 0, 0]  # BOS text EOS PAD PAD
+  source = copying.CopySource(jax.random.normal(jax.random.PRNGKey(0), (1, len(line), 8)),
+                              jnp.array([line], jnp.int32))
+  head = copying.CopyHead(width=8, vocab_size=260)
+  hidden_Bx3xD = jax.random.normal(jax.random.PRNGKey(1), (1, 3, 16))
+  logits_Bx3xV = jnp.zeros((1, 3, 260))
+  params = head.init(jax.random.PRNGKey(2), hidden_Bx3xD, source)["params"]
+  params["gate"]["bias"] = jnp.full((1,), -30.0)  # the gate closed: copying only
+  pointer = head.apply({"params": params}, hidden_Bx3xD, source)
+  probs_Bx3xV = np.exp(copying.mix(logits_Bx3xV, pointer, source.tokens_BxM))
+  np.testing.assert_allclose(probs_Bx3xV.sum(-1), 1.0, atol=1e-5)
+  others = np.setdiff1d(np.arange(260), text)
+  assert probs_Bx3xV[..., others].max() < 1e-6  # no mass on BOS, EOS, PAD or absent bytes
+  # The pointer term counts every copy of the target ("t" twice); EOS is never in the source,
+  # so there only the gate is trained, towards generating.
+  t, eos = ids.encode("t")[0], 2
+  pointer_loss, gate_loss = copying.copy_terms(pointer, source.tokens_BxM,
+                                               jnp.array([[t, eos, 0]]))
+  mass_on_t = float(np.sum(np.where(np.array(line) == t, pointer.pointer_BxWxM[0, 0], 0.0)))
+  np.testing.assert_allclose(pointer_loss[0, 0], -np.log(mass_on_t), rtol=1e-5)
+  assert float(pointer_loss[0, 1]) == 0.0 and float(gate_loss[0, 1]) > 10  # closed gate: wrong
+  # A source with no text leaves the decoder's own distribution (uniform here) unchanged.
+  empty = copying.CopySource(source.states_BxMxD, jnp.zeros_like(source.tokens_BxM))
+  pointer = head.apply({"params": params}, hidden_Bx3xD, empty)
+  np.testing.assert_allclose(np.exp(copying.mix(logits_Bx3xV, pointer, empty.tokens_BxM)),
+                             1 / 260, rtol=1e-4)
 
 
 def test_gradients_finite_and_reach_every_parameter(tiny):

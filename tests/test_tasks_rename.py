@@ -48,3 +48,20 @@ def test_renamed_vt_values_leave_the_training_range():
     assert r.context[r.support[0]].endswith(f" = {value}")
     assert r.answer == p.answer
     assert not re.search(r"(?<!\d)\d{5}(?!\d)", " ".join(r.context) + r.question)
+
+
+def test_training_rename_uses_fresh_pseudo_words_consistently_and_never_the_test_words():
+  import random  # pylint: disable=import-outside-toplevel
+  stories = registry.generate("qa1", "train", 30, seed=0)
+  seen = set()
+  for example in stories:
+    renamed = rename.rename_rooms_randomly(example, random.Random(example.index))
+    again = rename.rename_rooms_randomly(example, random.Random(example.index))
+    assert renamed == again  # a function of the rng
+    mapping = rename.pseudo_rooms(random.Random(example.index))
+    assert len(set(mapping.values())) == len(vocab.ROOMS)
+    assert renamed.answer == mapping[example.answer]
+    assert renamed.context[renamed.support[-1]].endswith(f" {renamed.answer}.")
+    seen |= set(mapping.values())
+  assert not seen & (set(vocab.RENAMED_ROOMS) | vocab.BABI_WORDS)
+  assert len(seen) > 100  # fresh words per story, not a fixed second vocabulary

@@ -98,3 +98,14 @@ def test_bad_plans_fail_before_any_run(tmp_path, monkeypatch):
   monkeypatch.setattr(results_config, "get_rows", lambda arg: leaky)
   with pytest.raises(ValueError, match="training filler"):
     _plan(book)
+
+
+def test_lever_rows_add_their_option_to_the_row_without_it():
+  rows = {r.name: r for r in results_config.get_rows("tiny")}
+  for task in ("qa1", "qa2"):
+    for supervision in ("paper", "all"):
+      base, lever = rows[f"{task}-memreasoner-{supervision}"], rows[
+          f"{task}-memreasoner-{supervision}-copy"]
+      assert lever.arg == base.arg and lever.supervision == base.supervision
+      assert lever.overrides == {**base.overrides, **results_config.LEVERS["copy"]}
+  assert rows["qa1-memreasoner-all-copy"].label == "memreasoner + copy qa1 (all supervision)"

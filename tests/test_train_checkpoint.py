@@ -59,9 +59,12 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
   whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
   train.train_and_evaluate(_config(), whole)
 
-  # The same run as a separate process, sent SIGTERM once it has logged step 2.
+  # The same run as a separate process with its batches built in two Grain worker processes,
+  # sent SIGTERM once it has logged step 2.
+  workers = {"data.workers": 2}
   command = [sys.executable, "-m", "memreasoner_jax.main", f"--config=configs/babi.py:{ARG}",
-             f"--workdir={split}"] + [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
+             f"--workdir={split}"] + [f"--config.{k}={v}"
+                                      for k, v in {**OVERRIDES, **workers}.items()]
   proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   metrics_file = os.path.join(split, "metrics.jsonl")
   deadline = time.time() + 240
@@ -77,7 +80,11 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
   assert 2 <= stopped_at < 10
   assert ocp.CheckpointManager(os.path.join(split, "checkpoints")).latest_step() == stopped_at
 
-  train.train_and_evaluate(_config(), split)  # resumes at stopped_at
+  train.train_and_evaluate(_config(**workers), split)  # resumes at stopped_at, Grain's state too
+  manager = ocp.CheckpointManager(os.path.join(split, "checkpoints"),
+                                  item_names=checkpointing.ITEMS)
+  saved = manager.restore(stopped_at, args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"]
+  assert saved["workers"] == 2 and saved["step"] == stopped_at and saved["grain"]
   assert _train_metrics(split) == _train_metrics(whole)
   params_whole = _restore_raw(whole, 10)["params"]
   params_split = _restore_raw(split, 10)["params"]
@@ -255,3 +262,10 @@ def test_execution_fields_differ_without_refusing_the_checkpoint():
   saved["model"]["dtype"] = "bfloat16"  # what the model computes in is still compared
   assert checkpointing.differences(saved, current) == [
       "model.dtype: checkpoint 'bfloat16', this config 'float32'"]
+  # A field added since is its default in a checkpoint without it; any other value differs.
+  saved["model"]["dtype"] = "float32"
+  del saved["model"]["decoder"]["copy"]
+  assert checkpointing.differences(saved, current) == []
+  current["model"]["decoder"]["copy"] = True
+  assert checkpointing.differences(saved, current) == [
+      "model.decoder.copy: checkpoint False, this config True"]

@@ -118,12 +118,19 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   # Where that filler comes from (a distractor spec: builtin:train, a book file or folder...);
   # the built-in generator's training half shares no text with evaluation's builtin:test.
   config.data.train_filler = "builtin:train"
+  # Share of bAbI training stories whose rooms become random pseudo-words (never the renamed
+  # splits' words): answers the decoder cannot spell from memory, so it learns to copy them
+  # (with model.decoder.copy).
+  config.data.rename_fraction = 0.0
   config.data.eval_length = "0k"  # held-out haystack length: 0k (clean) or 1k..128k tokens
   # Tokenizer of lines and questions: "byte", or a Hugging Face tokenizer file or directory
   # (set from model.encoder.init_from when starting from a pretrained encoder).
   config.data.encoder_tokenizer = "byte"
   config.data.decoder_tokenizer = ""  # tokenizer of answers; "" uses encoder_tokenizer
-  config.data.prefetch = 2  # batches built ahead in a background thread
+  config.data.prefetch = 2  # batches built ahead (per process), by Grain
+  # Grain worker processes building batches (0: a thread of the training process); long
+  # contexts spend more time tokenizing and padding than a small model's step takes.
+  config.data.workers = 0
   # Full-attention baseline only: L, the decoder tokens of BOS + context lines + question +
   # answer + EOS (the batch's sequence_BxL); 0 builds no sequence. L + eval.max_new_tokens must
   # fit model.decoder.max_len. Longer eval_length haystacks need it raised (4 bytes per token).

@@ -21,6 +21,9 @@ SUPERVISION = {"paper": {"qa1": 0.0, "qa2": 0.01, "vt1": 0.0, "vt2": 0.01}, "all
 # The read learns from the answer loss too (straight-through fact selection), which is what
 # lets the paper-supervision rows learn to select lines at all; measured in BUILD_NOTES.md.
 _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
+# Options measured against the rows without them. copy: answers copied from the selected lines
+# (models/copying.py), for answer words training never saw (the renamed splits).
+LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +34,15 @@ class Row:
   supervision: str  # "paper" or "all"
   arg: str  # configs/babi.py argument
   overrides: dict[str, object]  # --config.KEY=VALUE of the run
+  lever: str = ""  # the LEVERS option the row adds ("" for none)
+
+  @property
+  def model_label(self) -> str:
+    return f"{self.model} + {self.lever}" if self.lever else self.model
 
   @property
   def label(self) -> str:
-    return f"{self.model} {self.task} ({self.supervision} supervision)"
+    return f"{self.model_label} {self.task} ({self.supervision} supervision)"
 
 
 def get_rows(arg: str = "tiny") -> list[Row]:
@@ -50,6 +58,13 @@ def get_rows(arg: str = "tiny") -> list[Row]:
       rows.append(Row(f"{task}-memreasoner-{supervision}", task, "memreasoner", supervision,
                       f"{task},{preset},long{smoke}",
                       {**_MEMREASONER, "data.sf_fraction": sf}))
+  # Lever rows: one option added to a row above, for its effect side by side.
+  for task in ("qa1", "qa2"):
+    for supervision in ("paper", "all"):
+      sf = SUPERVISION["paper"][task] if supervision == "paper" else SUPERVISION["all"]
+      rows.append(Row(f"{task}-memreasoner-{supervision}-copy", task, "memreasoner",
+                      supervision, f"{task},{preset},long{smoke}",
+                      {**_MEMREASONER, "data.sf_fraction": sf, **LEVERS["copy"]}, "copy"))
   for task in ("qa1", "qa2"):
     rows.append(Row(f"{task}-baseline", task, "baseline", "none",
                     f"{task},{preset},baseline{smoke}", {}))

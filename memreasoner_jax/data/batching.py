@@ -173,21 +173,21 @@ class Batcher:
     """Per example (rows) the layout it needs (SIZE_COLUMNS): its lines, and the tokens of its
     longest line, its question and its answer sequence, BOS and EOS included. Without
     `token_multiple` the token columns are the configured widths (nothing is tokenized)."""
-    lines_N = np.array([len(ex.context) for ex in examples], np.int64)
     if not self.shape.token_multiple:
-      return self.fixed_sizes(lines_N)
+      return self.fixed_sizes([len(ex.context) for ex in examples])
+    return self._encode(examples).sizes()
+
+  def _encode(self, examples: Sequence[Example]) -> "_Encoded":
+    """Every text of `examples` tokenized once (ragged), for `sizes` and the batch alike."""
+    enc, dec = self.encoder_tokenizer, self.decoder_tokenizer
     all_lines = [line for ex in examples for line in ex.context]
-    longest_N = np.zeros(len(examples), np.int64)
-    owner = np.repeat(np.arange(len(examples)), lines_N)
-    for tok in {self.encoder_tokenizer.spec: self.encoder_tokenizer,
-                self.decoder_tokenizer.spec: self.decoder_tokenizer}.values():
-      np.maximum.at(longest_N, owner, tok.encode_ragged(all_lines)[1])
-    query_N = self.encoder_tokenizer.encode_ragged([ex.question for ex in examples])[1]
-    prompts, answers = zip(*(split_at_space(self.decoder_tokenizer, ex.question, ex.answer)
-                             for ex in examples))
-    answer_N = sum(self.decoder_tokenizer.encode_ragged(list(texts))[1]
-                   for texts in (prompts, answers))
-    return np.stack([lines_N, longest_N + 2, query_N + 2, answer_N + 2], axis=1)
+    prompts, answers = zip(*(split_at_space(dec, ex.question, ex.answer) for ex in examples))
+    return _Encoded(
+        lines_N=np.array([len(ex.context) for ex in examples], np.int64),
+        context=enc.encode_ragged(all_lines),
+        recon=dec.encode_ragged(all_lines) if dec.spec != enc.spec else None,
+        query=enc.encode_ragged([ex.question for ex in examples]),
+        prompt=dec.encode_ragged(list(prompts)), answer=dec.encode_ragged(list(answers)))
 
   def fixed_sizes(self, lines_N: np.ndarray) -> np.ndarray:
     """`sizes` without `token_multiple`: the line counts and the configured widths."""
@@ -219,11 +219,13 @@ class Batcher:
     this batch's own), packed lines in `shards` parts (this host's devices)."""
     if not examples:
       raise ValueError("Cannot build a batch from no examples")
+    encoded = self._encode(examples)
     if layout is None:
-      layout = self.layout(self.sizes(examples), shards)
+      layout = self.layout(encoded.sizes() if self.shape.token_multiple else
+                           self.fixed_sizes(encoded.lines_N), shards)
     batch_size = len(examples)
     num_lines = layout.lines
-    lines_per_example = np.array([len(ex.context) for ex in examples], np.int64)
+    lines_per_example = encoded.lines_N
     if lines_per_example.max() > num_lines:
       worst = examples[int(lines_per_example.argmax())]
       raise ValueError(f"Example {_name(worst)} has {len(worst.context)} lines, over E={num_lines}")
@@ -233,16 +235,16 @@ class Batcher:
     line_ids = np.arange(len(all_lines)) - np.repeat(
         np.cumsum(lines_per_example) - lines_per_example, lines_per_example)
     rows = np.repeat(np.arange(batch_size), lines_per_example) * num_lines + line_ids
-    context_NxT = self._pack(enc, all_lines, (batch_size * num_lines, layout.line_tokens),
-                             rows, lambda j: _line_name(examples, j))
+    context_NxT = self._pack(enc, encoded.context, all_lines,
+                             (batch_size * num_lines, layout.line_tokens), rows,
+                             lambda j: _line_name(examples, j))
     line_mask_BxE = np.arange(num_lines)[None, :] < lines_per_example[:, None]
 
-    query_BxQ = self._pack(enc, [ex.question for ex in examples],
+    query_BxQ = self._pack(enc, encoded.query, [ex.question for ex in examples],
                            (batch_size, layout.query_tokens), np.arange(batch_size),
                            lambda b: f"question of example {_name(examples[b])}")
     answer_BxA, answer_mask_BxA, prompt_len_B = self._answers(
-        dec, examples, [ex.question for ex in examples], layout.answer_tokens,
-        "answer_tokens")
+        dec, examples, encoded.prompt, encoded.answer, layout.answer_tokens, "answer_tokens")
 
     if example_weight_B is None:
       example_weight_B = np.ones(batch_size, np.float32)
@@ -258,12 +260,13 @@ class Batcher:
         "sf_weight_B": sf_selected(index_B, self.sf_fraction).astype(np.float32),
         "example_weight_B": np.asarray(example_weight_B, np.float32),
     }
-    if dec.spec != enc.spec:
+    if encoded.recon is not None:
       # The autoencoding loss decodes lines, so it needs them in the decoder's ids too.
-      recon_NxT = self._pack(dec, all_lines, (batch_size * num_lines, layout.line_tokens),
-                             rows, lambda j: _line_name(examples, j))
+      recon_NxT = self._pack(dec, encoded.recon, all_lines,
+                             (batch_size * num_lines, layout.line_tokens), rows,
+                             lambda j: _line_name(examples, j))
       lengths_N = np.zeros(batch_size * num_lines, np.int64)
-      lengths_N[rows] = dec.encode_ragged(all_lines)[1]
+      lengths_N[rows] = encoded.recon[1]
       width = np.arange(layout.line_tokens)[None, :]
       batch["recon_BxExT"] = recon_NxT.reshape(batch_size, num_lines, -1)
       batch["recon_mask_BxExT"] = ((width >= 1) & (width <= 1 + lengths_N[:, None])
@@ -273,16 +276,20 @@ class Batcher:
       batch["line_rows_SxM"] = _packed_rows(rows, batch_size * num_lines, shards,
                                             layout.packed_lines)
     if self.shape.sequence_tokens:
+      prompts, answers = zip(*(split_at_space(dec, context_prompt(ex), ex.answer)
+                               for ex in examples))
       batch["sequence_BxL"], batch["sequence_mask_BxL"], batch["sequence_prompt_len_B"] = (
-          self._answers(dec, examples, [context_prompt(ex) for ex in examples],
-                        self.shape.sequence_tokens, "sequence_tokens"))
+          self._answers(dec, examples, dec.encode_ragged(list(prompts)),
+                        dec.encode_ragged(list(answers)), self.shape.sequence_tokens,
+                        "sequence_tokens"))
     return batch
 
-  def _pack(self, tok, texts: list[str], out_shape: tuple[int, int], rows: np.ndarray,
-            name_of) -> np.ndarray:
-    """[BOS] + tokens + [EOS] of text j in row rows[j] of a PAD array: one scatter for all."""
+  def _pack(self, tok, ragged: tuple[np.ndarray, np.ndarray], texts: list[str],
+            out_shape: tuple[int, int], rows: np.ndarray, name_of) -> np.ndarray:
+    """[BOS] + tokens + [EOS] of text j (`ragged`: `texts` tokenized) in row rows[j] of a PAD
+    array: one scatter for all."""
     width = out_shape[1]
-    flat, lengths = tok.encode_ragged(texts)
+    flat, lengths = ragged
     too_long = np.flatnonzero(lengths > width - 2)
     if too_long.size:
       j = int(too_long[0])
@@ -295,17 +302,15 @@ class Batcher:
     out[rows, 1 + lengths] = tok.eos_id
     return out
 
-  def _answers(self, tok, examples: Sequence[Example], questions: list[str], width: int,
-               width_name: str):
+  def _answers(self, tok, examples: Sequence[Example], prompt: tuple[np.ndarray, np.ndarray],
+               answer: tuple[np.ndarray, np.ndarray], width: int, width_name: str):
     """[BOS] + prompt + answer + [EOS], the mask of positions to predict, and prompt lengths.
 
-    The prompt is tokenized apart from the answer, exactly as generation will see it (where
-    the answer is "").
+    `prompt` and `answer` are the `split_at_space` halves tokenized apart (ragged), exactly as
+    generation will see the prompt (where the answer is "").
     """
-    prompts, answers = zip(*(split_at_space(tok, q, ex.answer)
-                             for q, ex in zip(questions, examples)))
-    prompt_flat, prompt_len = tok.encode_ragged(list(prompts))
-    answer_flat, answer_len = tok.encode_ragged(list(answers))
+    prompt_flat, prompt_len = prompt
+    answer_flat, answer_len = answer
     total = 2 + prompt_len + answer_len
     too_long = np.flatnonzero(total > width)
     if too_long.size:
@@ -335,6 +340,29 @@ class Batcher:
         raise ValueError(f"Example {_name(ex)}: support {bad} outside its {len(ex.context)} lines")
       support_BxS[b, :len(ex.support)] = ex.support
     return support_BxS
+
+
+@dataclasses.dataclass(frozen=True)
+class _Encoded:
+  """A list of examples tokenized: (flat ids, lengths) per kind of text, in example order."""
+
+  lines_N: np.ndarray  # lines per example
+  context: tuple[np.ndarray, np.ndarray]  # every line, encoder ids
+  recon: tuple[np.ndarray, np.ndarray] | None  # every line, decoder ids (None: the same ids)
+  query: tuple[np.ndarray, np.ndarray]  # questions, encoder ids
+  prompt: tuple[np.ndarray, np.ndarray]  # answer-sequence prompts, decoder ids
+  answer: tuple[np.ndarray, np.ndarray]  # answers, decoder ids
+
+  def sizes(self) -> np.ndarray:
+    """Batcher.sizes: lines, and the longest line, question and answer sequence, BOS and EOS
+    included."""
+    owner = np.repeat(np.arange(len(self.lines_N)), self.lines_N)
+    longest_N = np.zeros(len(self.lines_N), np.int64)
+    for ragged in (self.context, self.recon):
+      if ragged is not None:
+        np.maximum.at(longest_N, owner, ragged[1])
+    answer_N = self.prompt[1] + self.answer[1]
+    return np.stack([self.lines_N, longest_N + 2, self.query[1] + 2, answer_N + 2], axis=1)
 
 
 def split_at_space(tok: tokenizers_lib.Tokenizer, question: str, answer: str) -> tuple[str, str]:

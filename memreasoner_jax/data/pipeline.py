@@ -11,7 +11,6 @@ without reading the other hosts' records), so all hosts build the same shapes.
 """
 
 from collections.abc import Iterator
-import concurrent.futures
 from typing import Any, Protocol
 
 import numpy as np
@@ -67,96 +66,152 @@ def _processes(process_index: int | None, process_count: int | None) -> tuple[in
   return process_index, process_count
 
 
-class TrainIterator:
-  """Endless, seeded, shuffled per-host batches with a checkpointable position.
+class _Stream:
+  """This host's batch of every global step, as a pure function of the step (the map that the
+  Grain pipeline runs, in worker processes too: it pickles)."""
 
-  `get_state()` is a small JSON-able dict; `set_state()` resumes at that position, so a restored
-  run reads exactly the batches the uninterrupted run would have. Batches are built `prefetch`
-  steps ahead in a background thread (tokenization in numpy/Rust releases the GIL).
-  """
-
-  def __init__(self, source: Source, batcher: batching.Batcher, global_batch: int, *,
-               seed: int = 0, shuffle: bool = True, process_index: int | None = None,
-               process_count: int | None = None, prefetch: int = 2, shards: int = 1):
-    if len(source) == 0:
-      raise ValueError("TrainIterator needs a non-empty source")
-    process_index, process_count = _processes(process_index, process_count)
+  def __init__(self, source: Source, batcher: batching.Batcher, global_batch: int, seed: int,
+               shuffle: bool, process_index: int, process_count: int, shards: int):
     self._start, self._size = host_share(global_batch, process_index, process_count)
-    self._source = source
+    self.source = source
     self._batcher = batcher
-    self._global_batch = global_batch
-    self._seed = seed
+    self.global_batch = global_batch
+    self.seed = seed
     self._shuffle = shuffle
     self._sizes_Nx4 = example_sizes(source, batcher)
     self._shards = shards  # this host's parts of a batch (devices) for packed lines
     self._global_shards = shards * process_count
     self._permutations: dict[int, np.ndarray] = {}
-    self._step = 0
-    self._prefetch = prefetch
-    self._executor = concurrent.futures.ThreadPoolExecutor(1) if prefetch > 0 else None
-    self._pending: dict[int, concurrent.futures.Future] = {}
 
   def _permutation(self, epoch: int) -> np.ndarray:
     if epoch not in self._permutations:
-      n = len(self._source)
-      perm = (np.random.default_rng([self._seed, epoch]).permutation(n) if self._shuffle
+      n = len(self.source)
+      perm = (np.random.default_rng([self.seed, epoch]).permutation(n) if self._shuffle
               else np.arange(n))
       self._permutations = {e: p for e, p in self._permutations.items() if e >= epoch - 1}
       self._permutations[epoch] = perm
     return self._permutations[epoch]
 
   def indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """(dataset indices of the whole global batch of `step`, those of this host's share)."""
-    n = len(self._source)
-    positions = step * self._global_batch + np.arange(self._global_batch)
+    n = len(self.source)
+    positions = step * self.global_batch + np.arange(self.global_batch)
     epochs, offsets = np.divmod(positions, n)
-    global_indices = np.empty(self._global_batch, np.int64)
+    global_indices = np.empty(self.global_batch, np.int64)
     for epoch in np.unique(epochs):
       here = epochs == epoch
       global_indices[here] = self._permutation(int(epoch))[offsets[here]]
     return global_indices, global_indices[self._start:self._start + self._size]
 
-  def batch_at(self, step: int) -> batching.Batch:
-    """This host's batch of global step `step` (a pure function of the step)."""
+  def __call__(self, step: int) -> batching.Batch:
     global_indices, mine = self.indices(step)
     layout = self._batcher.layout(self._sizes_Nx4[global_indices], self._global_shards)
-    return self._batcher(read_examples(self._source, mine), layout, shards=self._shards)
+    return self._batcher(read_examples(self.source, mine), layout, shards=self._shards)
+
+
+# Steps of the endless stream: a Grain range this long never ends in practice.
+_ENDLESS = 2**62
+
+
+class TrainIterator:
+  """Endless, seeded, shuffled per-host batches through Grain, with a checkpointable position.
+
+  The stream is laid out as the module docstring says (the same batches for any number of hosts
+  or workers); Grain runs it: a MapDataset over the global steps, mapped to this host's batch,
+  `prefetch` batches built ahead in a thread, or with `workers` > 0 in that many worker
+  processes (`mp_prefetch`; tokenizing long contexts takes more than one core).
+
+  `get_state()` is a JSON-able dict holding Grain's iterator state and the step; `set_state()`
+  resumes at that step, so a restored run reads exactly the batches the uninterrupted run would
+  have, with or without workers.
+  """
+
+  def __init__(self, source: Source, batcher: batching.Batcher, global_batch: int, *,
+               seed: int = 0, shuffle: bool = True, process_index: int | None = None,
+               process_count: int | None = None, prefetch: int = 2, workers: int = 0,
+               shards: int = 1):
+    if len(source) == 0:
+      raise ValueError("TrainIterator needs a non-empty source")
+    if workers < 0 or prefetch < 0:
+      raise ValueError(f"workers and prefetch must be >= 0, got {workers} and {prefetch}")
+    process_index, process_count = _processes(process_index, process_count)
+    self._stream = _Stream(source, batcher, global_batch, seed, shuffle, process_index,
+                           process_count, shards)
+    self._prefetch = prefetch
+    self._workers = workers
+    self._step = 0
+    self._first_step = 0  # the step Grain's range starts at (its state counts from there)
+    self._iter = self._grain_iterator(0)
+
+  def _grain_iterator(self, first_step: int):
+    self._first_step = first_step
+    # Imported here: Grain starts its own machinery on import, which batch_at alone needs not.
+    import grain  # pylint: disable=import-outside-toplevel
+    from absl import flags  # pylint: disable=import-outside-toplevel
+
+    if not flags.FLAGS.is_parsed():
+      # Grain reads its settings from absl flags; outside an absl program (a notebook, a
+      # library caller) none were parsed, and Grain's defaults are what is wanted.
+      flags.FLAGS.mark_as_parsed()
+    steps = grain.MapDataset.range(first_step, _ENDLESS).map(self._stream)
+    # Our batches are built from examples in memory: one reading thread (none without
+    # prefetch), as Grain advises for in-memory data.
+    read = grain.ReadOptions(num_threads=1 if self._prefetch else 0,
+                             prefetch_buffer_size=max(self._prefetch, 1))
+    dataset = steps.to_iter_dataset(read)
+    if self._workers:
+      dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
+          num_workers=self._workers, per_worker_buffer_size=max(self._prefetch, 1)))
+    return iter(dataset)
+
+  def indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dataset indices of the whole global batch of `step`, those of this host's share)."""
+    return self._stream.indices(step)
+
+  def batch_at(self, step: int) -> batching.Batch:
+    """This host's batch of global step `step` (a pure function of the step)."""
+    return self._stream(step)
 
   def __iter__(self) -> Iterator[batching.Batch]:
     return self
 
   def __next__(self) -> batching.Batch:
-    if self._executor is None:
-      batch = self.batch_at(self._step)
-    else:
-      for step in range(self._step, self._step + self._prefetch + 1):
-        if step not in self._pending:
-          self._pending[step] = self._executor.submit(self.batch_at, step)
-      batch = self._pending.pop(self._step).result()
+    batch = next(self._iter)
     self._step += 1
     return batch
 
   def get_state(self) -> dict[str, Any]:
-    """Where the stream stands: the next batch starts at `position` of `epoch`."""
-    epoch, position = divmod(self._step * self._global_batch, len(self._source))
+    """Where the stream stands (the next batch starts at `position` of `epoch`), and Grain's
+    iterator state with the worker count it belongs to."""
+    epoch, position = divmod(self._step * self._stream.global_batch, len(self._stream.source))
     return {"epoch": int(epoch), "position": int(position), "step": self._step,
-            "seed": self._seed, "num_examples": len(self._source),
-            "global_batch": self._global_batch}
+            "seed": self._stream.seed, "num_examples": len(self._stream.source),
+            "global_batch": self._stream.global_batch, "workers": self._workers,
+            "grain_first_step": self._first_step, "grain": self._iter.get_state()}
 
   def set_state(self, state: dict[str, Any]) -> None:
-    """Resumes at a position from `get_state()`; a different dataset or batch is an error."""
-    mine = {"seed": self._seed, "num_examples": len(self._source),
-            "global_batch": self._global_batch}
+    """Resumes at a position from `get_state()`; a different dataset or batch is an error.
+
+    Grain's state is restored where it was saved with the same worker count; otherwise (or from
+    a state saved before Grain) the stream restarts at the saved step, which is the same batch.
+    """
+    mine = {"seed": self._stream.seed, "num_examples": len(self._stream.source),
+            "global_batch": self._stream.global_batch}
     mismatched = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
     if mismatched:
       raise ValueError(f"Data iterator state does not fit this pipeline (saved, now): {mismatched}")
-    self._pending.clear()
     self._step = int(state["step"])
+    self.close()
+    if "grain" in state and state.get("workers") == self._workers:
+      self._iter = self._grain_iterator(int(state["grain_first_step"]))
+      self._iter.set_state(state["grain"])
+    else:
+      self._iter = self._grain_iterator(self._step)
 
   def close(self) -> None:
-    """Stops the prefetch thread."""
-    if self._executor is not None:
-      self._executor.shutdown(wait=False, cancel_futures=True)
+    """Stops the prefetch thread or worker processes."""
+    close = getattr(self._iter, "close", None)
+    if close is not None:
+      close()
 
 
 def eval_batches(source: Source, batcher: batching.Batcher, global_batch: int, *,

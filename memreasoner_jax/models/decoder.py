@@ -9,6 +9,8 @@ A KV cache is an explicit pytree, one `(keys_BxSxHxK, values_BxSxHxK)` pair per 
 and returned, so decoding stays a pure function.
 """
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -147,21 +149,23 @@ class Decoder(nn.Module):
 
 
 def greedy(decoder: Decoder, params: dict, cond_BxNxC: jax.Array, cache: list[LayerCache],
-           first_logits_BxV: jax.Array, prompt_len_B: jax.Array,
-           max_new_tokens: int) -> tuple[jax.Array, jax.Array]:
+           first_logits_BxV: jax.Array, prompt_len_B: jax.Array, max_new_tokens: int,
+           head: Callable[[jax.Array], jax.Array] | None = None) -> tuple[jax.Array, jax.Array]:
   """Greedy decoding after a prefill: (tokens_BxN, logits_BxNxV).
 
   `cache` holds each example's prompt and `first_logits_BxV` its logits after the prompt; each
   step feeds the last prediction at the example's own position (prompts end at different places).
   Cache entries past a prompt (its padding, a teacher-forced answer) are overwritten before any
-  query can see them.
+  query can see them. `head` maps hidden states BxTxD to logits in place of the tied head.
   """
   dec = {"params": params}
 
   def step(carry, j):
     cache, logits_BxV = carry
     token_Bx1 = jnp.argmax(logits_BxV, axis=-1)[:, None]
-    logits_Bx1xV, cache = decoder.apply(dec, token_Bx1, cond_BxNxC, cache, prompt_len_B + j)
+    out_Bx1xY, cache = decoder.apply(dec, token_Bx1, cond_BxNxC, cache, prompt_len_B + j,
+                                     head=head is None)
+    logits_Bx1xV = out_Bx1xY if head is None else head(out_Bx1xY)
     return (cache, logits_Bx1xV[:, 0]), logits_Bx1xV[:, 0]
 
   _, rest_NxBxV = jax.lax.scan(step, (cache, first_logits_BxV), jnp.arange(max_new_tokens - 1))

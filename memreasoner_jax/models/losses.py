@@ -13,6 +13,7 @@ import optax
 
 from memreasoner_jax.data import special_tokens
 from memreasoner_jax import models
+from memreasoner_jax.models import copying
 from memreasoner_jax.models import memory
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ def loss_config() -> ml_collections.ConfigDict:
   cfg.kl_cycle_steps = 2000  # cyclic KL schedule: ramp 0 -> 1 over half a cycle, then hold
   cfg.sf_weight = 1.0  # supporting-fact cross-entropy, on the supervised subset only
   cfg.sf_temperature = 0.1  # tau in softmax(sim(readout_t, line_i) / tau)
+  # With model.decoder.copy: the pointer's and the gate's terms (models/copying.py), so that
+  # answers are copied wherever the selected lines hold them.
+  cfg.copy_weight = 1.0
   return cfg
 
 
@@ -76,21 +80,27 @@ def answer_window(cfg: ml_collections.ConfigDict, width: int) -> int:
 
 
 def _answer_terms_at_prompt_end(model: "memreasoner.MemReasoner", params: models.Params,
-                                batch: dict[str, jax.Array],
-                                cond_BxNxC: jax.Array,
-                                cfg: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
-  """`answer_terms` with the output layer only at the W positions from each prompt's end."""
+                                batch: dict[str, jax.Array], r: "memreasoner.Reasoning",
+                                cfg: ml_collections.ConfigDict
+                                ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """`answer_terms` with the output layer only at the W positions from each prompt's end, and
+  the copy terms (0 without copying)."""
   answer_BxA = batch["answer_BxA"]
   width = answer_BxA.shape[1] - 1
   pos_BxW = batch["prompt_len_B"][:, None] - 1 + jnp.arange(answer_window(cfg, width))[None]
   inside_BxW = pos_BxW < width
   pos_BxW = jnp.minimum(pos_BxW, width - 1)
-  logits_BxWxV = model.decode(params, answer_BxA[:, :-1], cond_BxNxC, pos_BxW)
+  logits_BxWxV, pointer = model.decode_copying(params, answer_BxA[:, :-1], r.cond_BxNxC,
+                                               pos_BxW, r.copy)
   example_B = batch["example_weight_B"]
   targets_BxW = jnp.take_along_axis(answer_BxA[:, 1:], pos_BxW, axis=1)
   weights_BxW = (jnp.take_along_axis(batch["answer_mask_BxA"][:, 1:], pos_BxW, axis=1)
                  & inside_BxW) * example_B[:, None]
-  return answer_terms(logits_BxWxV, targets_BxW, weights_BxW, example_B)
+  copy_loss = jnp.zeros(())
+  if pointer is not None:
+    pointer_BxW, gate_BxW = copying.copy_terms(pointer, r.copy.tokens_BxM, targets_BxW)
+    copy_loss = _masked_mean(pointer_BxW + gate_BxW, weights_BxW)
+  return (*answer_terms(logits_BxWxV, targets_BxW, weights_BxW, example_B), copy_loss)
 
 
 def _sample_lines(rng: jax.Array, mask_BxE: jax.Array, count: int) -> jax.Array:
@@ -184,7 +194,8 @@ def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict
   r = model.reason(params, batch, rng=noise_rng) if reasoning is None else reasoning
   example_B = batch["example_weight_B"]
 
-  answer_loss, answer_exact = _answer_terms_at_prompt_end(model, params, batch, r.cond_BxNxC, cfg)
+  answer_loss, answer_exact, copy_loss = _answer_terms_at_prompt_end(model, params, batch, r,
+                                                                     cfg)
 
   ae_loss, ae_memory_loss = _reconstruction_losses(model, params, batch, r, sample_rng,
                                                    cfg.ae_lines)
@@ -193,13 +204,15 @@ def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict
   kl_scale = cfg.kl_weight * cyclic_weight(jnp.asarray(step), cfg.kl_cycle_steps)
 
   total = (cfg.answer_weight * answer_loss + cfg.ae_weight * ae_loss
-           + cfg.ae_memory_weight * ae_memory_loss + cfg.sf_weight * sf_loss + kl_scale * kl)
+           + cfg.ae_memory_weight * ae_memory_loss + cfg.sf_weight * sf_loss + kl_scale * kl
+           + cfg.get("copy_weight", 1.0) * copy_loss)
   metrics = {
       "loss": total,
       "answer_loss": answer_loss,
       "ae_loss": ae_loss,
       "ae_memory_loss": ae_memory_loss,
       "sf_loss": sf_loss,
+      "copy_loss": copy_loss,
       "kl": kl,
       # Percentages, as the decoded answers' scores (babilong, exact_match) are.
       "answer_exact": 100.0 * answer_exact,

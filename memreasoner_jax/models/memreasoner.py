@@ -30,6 +30,7 @@ import ml_collections
 from memreasoner_jax.data import special_tokens
 from memreasoner_jax import models
 from memreasoner_jax.models import attention
+from memreasoner_jax.models import copying
 from memreasoner_jax.models import decoder as decoder_lib
 from memreasoner_jax.models import encoder as encoder_lib
 from memreasoner_jax.models import hops as hops_lib
@@ -54,6 +55,7 @@ class Reasoning(NamedTuple):
   sims_BxHxE: jax.Array  # cosine of each hop's readout with every line (padding very low)
   kl_B: jax.Array
   cond_BxNxC: jax.Array  # the decoder's conditioning vectors
+  copy: copying.CopySource | None = None  # the selected lines' tokens (model.decoder.copy)
 
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
@@ -124,6 +126,8 @@ class MemReasoner:
     self.hops = hops_lib.HopOperator(config.hops.num_hops, config.hops.update_rule,
                                      config.memory.read_noise, config.memory.combine, dtype)
     self.decoder = decoder_lib.Decoder(config.decoder, dtype, implementation, remat)
+    self.copy_head = (copying.CopyHead(config.decoder.d_model, config.decoder.vocab_size)
+                      if config.decoder.get("copy", False) else None)
     self.pinv = memory.resolve_pinv(config.memory.pinv)  # "auto" follows the platform
 
   @property
@@ -159,13 +163,20 @@ class MemReasoner:
     mem = memory.write_chunked(z_BxExC + jnp.eye(e, c), mask_BxE, prior_KxC,
                                lines_per_chunk=self.lines_per_chunk)
     cond_BxNxC = jnp.zeros((b, 1, c))
-    return {
+    params = {
         "encoder": self.encoder.init(k_enc, batch["query_BxQ"])["params"],
         "temporal": self.temporal.init(k_tmp, z_BxExC, mask_BxE).get("params", {}),
         "memory": {"prior": prior_KxC},
         "hops": self.hops.init(k_hop, z_BxExC[:, 0], mem, z_BxExC, mask_BxE)["params"],
         "decoder": self.decoder.init(k_dec, batch["answer_BxA"], cond_BxNxC)["params"],
     }
+    if self.copy_head is not None:
+      dec = self.config.decoder
+      source = copying.CopySource(jnp.zeros((b, 1, self.config.encoder.d_model)),
+                                  jnp.zeros((b, 1), jnp.int32))
+      params["copy"] = self.copy_head.init(
+          jax.random.fold_in(k_dec, 1), jnp.zeros((b, 1, dec.d_model)), source)["params"]
+    return params
 
   def encode(self, params: Params, tokens_NxT: jax.Array) -> jax.Array:
     """Latents_NxC of N token sequences, `encoder.encode_chunk` sequences at a time."""
@@ -229,8 +240,24 @@ class MemReasoner:
     cond_BxNxC = {"readouts": readouts_BxHxC, "facts": facts_BxHxC,
                   "both": jnp.concatenate([readouts_BxHxC, facts_BxHxC], axis=1)}[
                       cfg.decoder.condition]
+    copy = None if self.copy_head is None else self._copy_source(params, batch, sims_BxHxE)
     return Reasoning(z_BxExC, zt_BxExC, query_BxC, mem, readouts_BxHxC, sims_BxHxE, kl_B,
-                     cond_BxNxC)
+                     cond_BxNxC, copy)
+
+  def _copy_source(self, params: Params, batch: dict[str, jax.Array],
+                   sims_BxHxE: jax.Array) -> copying.CopySource:
+    """The tokens and encoder states of each hop's most similar line."""
+    if "recon_BxExT" in batch:  # the lines in the decoder's ids differ from the encoder's
+      raise ValueError("config model.decoder.copy needs the decoder to use the encoder's "
+                       "tokenizer (config data.decoder_tokenizer='')")
+    context_BxExT = batch["context_BxExT"]
+    b, _, t = context_BxExT.shape
+    picked_BxH = jnp.argmax(sims_BxHxE, axis=-1)
+    tokens_BxHxT = jnp.take_along_axis(context_BxExT, picked_BxH[..., None], axis=1)
+    tokens_NxT = tokens_BxHxT.reshape(-1, t)
+    states_NxTxD = self.encoder.apply({"params": params["encoder"]}, tokens_NxT, hidden_only=True)
+    return copying.CopySource(states_NxTxD.reshape(b, -1, states_NxTxD.shape[-1]),
+                              tokens_BxHxT.reshape(b, -1))
 
   def _select_facts(self, zt_BxExC: jax.Array, sims_BxHxE: jax.Array,
                     mask_BxE: jax.Array) -> jax.Array:
@@ -245,8 +272,16 @@ class MemReasoner:
                       precision=jax.lax.Precision.HIGHEST)
 
   def decode(self, params: Params, tokens_BxT: jax.Array, cond_BxNxC: jax.Array,
-             positions_BxW: jax.Array | None = None) -> jax.Array:
-    """Teacher-forced next-token logits_BxTxV, or only at `positions_BxW` (logits_BxWxV).
+             positions_BxW: jax.Array | None = None,
+             copy: copying.CopySource | None = None) -> jax.Array:
+    """Teacher-forced next-token logits_BxTxV, or only at `positions_BxW` (logits_BxWxV);
+    with a copy source, log-probabilities that may copy its tokens."""
+    return self.decode_copying(params, tokens_BxT, cond_BxNxC, positions_BxW, copy)[0]
+
+  def decode_copying(self, params: Params, tokens_BxT: jax.Array, cond_BxNxC: jax.Array,
+                     positions_BxW: jax.Array | None, copy: copying.CopySource | None
+                     ) -> tuple[jax.Array, copying.Pointer | None]:
+    """`decode`, and with a copy source also where each position points (for the loss).
 
     The output layer runs only where logits are asked for: with a large vocabulary it costs
     about as much as the rest of a small decoder.
@@ -255,7 +290,17 @@ class MemReasoner:
                                          head=False)
     if positions_BxW is not None:
       hidden_BxTxD = jnp.take_along_axis(hidden_BxTxD, positions_BxW[..., None], axis=1)
-    return decoder_lib.logits(params["decoder"], hidden_BxTxD, jnp.dtype(self.config.dtype))
+    return self._head(params, hidden_BxTxD, copy)
+
+  def _head(self, params: Params, hidden_BxTxD: jax.Array, copy: copying.CopySource | None
+            ) -> tuple[jax.Array, copying.Pointer | None]:
+    """The output layer: the tied head, mixed with copying where there is a source."""
+    logits_BxTxV = decoder_lib.logits(params["decoder"], hidden_BxTxD,
+                                      jnp.dtype(self.config.dtype))
+    if copy is None:
+      return logits_BxTxV, None
+    pointer = self.copy_head.apply({"params": params["copy"]}, hidden_BxTxD, copy)
+    return copying.mix(logits_BxTxV, pointer, copy.tokens_BxM), pointer
 
   def batch_shapes(self, batch_size: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
     return batch_shapes(batch_size)
@@ -286,11 +331,13 @@ class MemReasoner:
     cond_BxNxC = reasoning.cond_BxNxC
     prompt_len_B = batch["prompt_len_B"]
     self._length(batch, max_new_tokens)
+    copy = reasoning.copy
     buffer_BxL = jnp.pad(batch["answer_BxA"], ((0, 0), (0, max_new_tokens)))
     rows_B = jnp.arange(prompt_len_B.shape[0])
 
     def step(buffer_BxL, j):
-      logits_BxV = self.decode(params, buffer_BxL, cond_BxNxC, (prompt_len_B + j - 1)[:, None])
+      logits_BxV = self.decode(params, buffer_BxL, cond_BxNxC, (prompt_len_B + j - 1)[:, None],
+                               copy)
       logits_BxV = logits_BxV[:, 0]
       token_B = jnp.argmax(logits_BxV, axis=-1).astype(buffer_BxL.dtype)
       return buffer_BxL.at[rows_B, prompt_len_B + j].set(token_B), (token_B, logits_BxV)
@@ -317,10 +364,11 @@ class MemReasoner:
                                    self._length(batch, max_new_tokens), dtype)
     hidden_BxPxD, cache = self.decoder.apply({"params": params["decoder"]}, prompt_BxP,
                                              reasoning.cond_BxNxC, cache, 0, head=False)
-    last_BxD = jnp.take_along_axis(hidden_BxPxD, (prompt_len_B - 1)[:, None, None], axis=1)[:, 0]
+    last_Bx1xD = jnp.take_along_axis(hidden_BxPxD, (prompt_len_B - 1)[:, None, None], axis=1)
+    head = lambda hidden_Bx1xD: self._head(params, hidden_Bx1xD, reasoning.copy)[0]
     tokens_BxN, logits_BxNxV = decoder_lib.greedy(
-        self.decoder, params["decoder"], reasoning.cond_BxNxC, cache,
-        decoder_lib.logits(params["decoder"], last_BxD, dtype), prompt_len_B, max_new_tokens)
+        self.decoder, params["decoder"], reasoning.cond_BxNxC, cache, head(last_Bx1xD)[:, 0],
+        prompt_len_B, max_new_tokens, head=head)
     return models.Generated(tokens_BxN.astype(prompt_BxP.dtype), logits_BxNxV,
                             reasoning.sims_BxHxE)
 

@@ -92,5 +92,8 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # fact_temperature, so unsupervised examples train the read too).
   cfg.decoder.fact_gradient = "none"
   cfg.decoder.fact_temperature = 0.1
+  # Answers may copy tokens of the lines the hops selected (models/copying.py): what lets the
+  # decoder write words it never saw in training (the renamed splits).
+  cfg.decoder.copy = False
   cfg.decoder.init_from = ""  # a Hugging Face GPT-2-family directory to start from ("" = random)
   return cfg

@@ -7,7 +7,9 @@ training never produces, in the value line and the question; the answer (the nam
 """
 
 import dataclasses
+import random
 import re
+import string
 
 from memreasoner_jax.tasks.babi_format import Question, Story
 from memreasoner_jax.tasks.example import Example
@@ -34,6 +36,29 @@ def renamer(task: str):
 
 def rename_example(example: Example) -> Example:
   rewrite = renamer(example.task)
+  return dataclasses.replace(
+      example, context=tuple(rewrite(line) for line in example.context),
+      question=rewrite(example.question), answer=rewrite(example.answer))
+
+
+def pseudo_rooms(rng: random.Random) -> dict[str, str]:
+  """Each room -> a distinct random lower-case pseudo-word of 4 to 8 letters, never a bAbI word
+  nor a renamed-split room, so training on them leaves the renamed splits unseen."""
+  taken = set(vocab.BABI_WORDS) | set(vocab.RENAMED_ROOMS)
+  words: list[str] = []
+  while len(words) < len(vocab.ROOMS):
+    word = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 8)))
+    if word not in taken:
+      taken.add(word)
+      words.append(word)
+  return dict(zip(vocab.ROOMS, words))
+
+
+def rename_rooms_randomly(example: Example, rng: random.Random) -> Example:
+  """The example with every room replaced by a pseudo-word of its own (`pseudo_rooms`):
+  answers training cannot learn to spell, only to copy."""
+  renames = pseudo_rooms(rng)
+  rewrite = lambda text: _ROOM_RE.sub(lambda m: renames[m[0]], text)
   return dataclasses.replace(
       example, context=tuple(rewrite(line) for line in example.context),
       question=rewrite(example.question), answer=rewrite(example.answer))

@@ -1,4 +1,5 @@
-"""Input-pipeline throughput: generation, ArrayRecord building, reading and batching per length.
+"""Input-pipeline throughput: generation, ArrayRecord building, reading and batching per length,
+and the Grain training pipeline with 0, 1 and 2 worker processes.
 
   python -m memreasoner_jax.tools.benchmark_input --lengths=0k,4k,16k,128k --num=32 --out=pipeline.json
 
@@ -28,12 +29,14 @@ from memreasoner_jax.data import tokenizers
 def define_flags() -> None:
   """Defines the command's flags; only run as a command, so importing this module next
   to other commands (tests, notebooks) never defines a flag twice."""
-  global _TASK, _LENGTHS, _NUM, _BATCH, _TOKENIZER, _OUT
+  global _TASK, _LENGTHS, _NUM, _BATCH, _TOKENIZER, _WORKERS, _OUT
   _TASK = flags.DEFINE_string("task", "qa1", "Task to generate.")
   _LENGTHS = flags.DEFINE_list("lengths", ["0k", "4k", "16k", "128k"], "Haystack lengths.")
   _NUM = flags.DEFINE_integer("num", 32, "Examples per length.")
   _BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per batch (and per read).")
   _TOKENIZER = flags.DEFINE_string("tokenizer", "byte", "Encoder/decoder tokenizer spec.")
+  _WORKERS = flags.DEFINE_list("workers", ["0", "1", "2"], "Grain worker counts of the "
+                               "training pipeline to measure (0: a thread of this process).")
   _OUT = flags.DEFINE_string("out", None, "Where to write the JSON results.")
 
 
@@ -43,9 +46,25 @@ def _timed(fn: Callable[[], object]) -> tuple[object, float]:
   return result, time.perf_counter() - start
 
 
+def train_rate(source: pipeline.Source, batcher: batching.Batcher, batch_size: int,
+               workers: int, steps: int) -> float:
+  """Examples per second of the training pipeline (Grain, `workers` worker processes) once
+  running: the first batch, which starts the workers, is not counted."""
+  stream = pipeline.TrainIterator(source, batcher, batch_size, seed=0, process_index=0,
+                                  process_count=1, prefetch=2, workers=workers)
+  try:
+    next(stream)
+    _, seconds = _timed(lambda: [next(stream) for _ in range(steps)])
+  finally:
+    stream.close()
+  return steps * batch_size / seconds
+
+
 def measure(task: str, length: str, num: int, batch_size: int,
-            tokenizer: tokenizers.Tokenizer, data_dir: str) -> dict[str, float]:
-  """Rates for one length: generate, build ArrayRecord, read it back, read + batch."""
+            tokenizer: tokenizers.Tokenizer, data_dir: str,
+            workers: Sequence[int] = (0, 1, 2)) -> dict[str, float]:
+  """Rates for one length: generate, build ArrayRecord, read it back, read + batch in one
+  pass, and the training pipeline with each count of `workers`."""
   config = tfds_builder.task_config(task, length, splits=(("test", num),))
   config = dataclasses.replace(config, name=f"bench_{config.name}_{num}")
   builder = tfds_builder.MemreasonerTasks(data_dir=data_dir, config=config,
@@ -66,6 +85,10 @@ def measure(task: str, length: str, num: int, batch_size: int,
   tokens = sum(int(((b["context_BxExT"] != tokenizer.pad_id).sum((1, 2))
                     * b["example_weight_B"]).sum()) for b in batches)
   chars = sum(len(line) for ex in examples for line in ex.context)
+  # Two epochs' worth of batches (at least 4), the first of them not counted.
+  steps = max(4, 2 * num // batch_size)
+  train_rates = {f"train_{w}_workers_examples_per_s": train_rate(source, batcher, batch_size,
+                                                                   w, steps) for w in workers}
   return {
       "length": length, "examples": num, "lines_per_example": float(np.mean(
           [len(ex.context) for ex in examples])), "chars_per_example": chars / num,
@@ -74,6 +97,7 @@ def measure(task: str, length: str, num: int, batch_size: int,
       "build_examples_per_s": num / build_s,
       "read_examples_per_s": num / read_s,
       "load_examples_per_s": num / load_s, "load_tokens_per_s": tokens / load_s,
+      **train_rates,
   }
 
 
@@ -85,13 +109,16 @@ def main(argv: Sequence[str]) -> None:
   results = []
   with tempfile.TemporaryDirectory() as data_dir:
     for length in _LENGTHS.value:
-      row = measure(_TASK.value, length, _NUM.value, _BATCH.value, tokenizer, data_dir)
+      row = measure(_TASK.value, length, _NUM.value, _BATCH.value, tokenizer, data_dir,
+                    [int(w) for w in _WORKERS.value])
       results.append(row)
       print(f"{row['length']:>5}  lines/ex {row['lines_per_example']:8.1f}  "
             f"tokens/ex {row['tokens_per_example']:10.0f} | generate {row['generate_examples_per_s']:9.1f} ex/s "
             f"{row['generate_tokens_per_s']:12.0f} tok/s | build {row['build_examples_per_s']:8.1f} ex/s | "
             f"read {row['read_examples_per_s']:9.1f} ex/s | read+batch "
-            f"{row['load_examples_per_s']:9.1f} ex/s {row['load_tokens_per_s']:12.0f} tok/s",
+            f"{row['load_examples_per_s']:9.1f} ex/s {row['load_tokens_per_s']:12.0f} tok/s | "
+            "train ex/s by workers " + " ".join(
+                f"{w}: {row[f'train_{w}_workers_examples_per_s']:.1f}" for w in _WORKERS.value),
             flush=True)
   report = {"task": _TASK.value, "tokenizer": tokenizer.spec, "batch_size": _BATCH.value,
             "cpus": os.cpu_count(), "results": results}

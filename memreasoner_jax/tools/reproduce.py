@@ -152,7 +152,8 @@ def evaluate(plan: Plan, row: results_config.Row, workdir: str, out: str) -> lis
     n = sum(p["num"] for p in parts)
     acc = sum(p["accuracy"] * p["num"] for p in parts) / n
     low, high = wilson_interval(acc / 100.0, n)
-    pooled.append({"row": row.name, "label": row.label, "step": reasoner.step, "task": row.task, "model": row.model,
+    pooled.append({"row": row.name, "label": row.label, "step": reasoner.step, "task": row.task,
+                   "model": row.model_label,
                    "supervision": row.supervision, "split": split, "length": length,
                    "accuracy": acc, "ci_low": 100 * low, "ci_high": 100 * high, "num": n,
                    "seconds": sum(p["seconds"] for p in parts),
