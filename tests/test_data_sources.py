@@ -9,6 +9,7 @@ from memreasoner_jax.data import tfds_builder
 from memreasoner_jax import input_pipeline
 from memreasoner_jax import metric_writers
 from memreasoner_jax.tasks import babi_format
+from memreasoner_jax.tasks import output
 from memreasoner_jax.tasks import registry
 from memreasoner_jax.tasks import vocab
 from memreasoner_jax.tasks.reference_data import shared_data_dir
@@ -100,6 +101,21 @@ def test_a_file_in_the_wrong_format_is_named(tmp_path):
   (tmp_path / "qa1_notes_train.txt").write_text("Mary went home, then\nsomething else\n")
   config = _config(f"files:{tmp_path}/qa1_*_{{split}}.txt")
   with pytest.raises(sources.SourceError, match="qa1_notes_train.txt is neither a bAbI-format"):
+    input_pipeline.train_examples(config.data)
+
+
+def test_a_malformed_record_is_named_by_file_and_line(tmp_path):
+  good = output.format_jsonl(registry.generate("qa1", "train", 2, seed=0))
+  (tmp_path / "qa1_train.jsonl").write_text(good + '{"context": ["Mary went home."]}\n')
+  config = _config(f"files:{tmp_path}/qa1_{{split}}.jsonl")
+  with pytest.raises(sources.SourceError, match=r"qa1_train.jsonl:3: not a JSON Example record"):
+    input_pipeline.train_examples(config.data)
+  (tmp_path / "qa1_train.jsonl").write_text(good + "{oops\n")
+  with pytest.raises(sources.SourceError, match=r"qa1_train.jsonl:3: .*'\{oops'"):
+    input_pipeline.train_examples(config.data)
+  (tmp_path / "qa1_x_train.txt").write_text("1 Mary went home.\n2 Where is Mary?\thome\t9\n")
+  config = _config(f"files:{tmp_path}/qa1_x_{{split}}.txt")
+  with pytest.raises(sources.SourceError, match=r"qa1_x_train.txt:2: support ids \[9\]"):
     input_pipeline.train_examples(config.data)
 
 

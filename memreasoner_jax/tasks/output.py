@@ -24,8 +24,18 @@ def format_jsonl(examples: Iterable[Example]) -> str:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[Example]:
+  """Every Example of a JSON lines file; a malformed record is an error naming its line."""
+  examples = []
   with open(path, encoding="utf-8") as f:
-    return [example_from_json(line) for line in f if line.strip()]
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        examples.append(example_from_json(line))
+      except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{os.fspath(path)}:{number}: not a JSON Example record ({e!r}): "
+                         f"{line.strip()[:80]!r}") from None
+  return examples
 
 
 def _umask() -> int:
