@@ -6,7 +6,9 @@ r"""Accuracy over tasks x context lengths x splits, written as JSON, CSV, markdo
 A cell is one (task, length, split): `--num` held-out examples generated with `--seed` (default:
 the checkpoint's data.eval_seed), hidden in `--distractors` filler at that length (default: the
 task's own, built-in book text for bAbI and RULER's noise for variable tracking); the renamed
-split is the same haystack with answer words training never saw. Scores (in %): BABILong's label
+split is the same haystack with answer words training never saw. With `--tfds_dir` the
+examples are instead the first `--num` of the project's TFDS dataset for the cell, built once in
+that directory and read back by every later evaluation. Scores (in %): BABILong's label
 match for bAbI tasks (the renamed split's labels for it), RULER's string_match_all for variable
 tracking, exact match for all; `accuracy` is the first of these. On a renamed bAbI split,
 `trained_answers` is the share of answers that are training's answer words instead of the new
@@ -37,6 +39,7 @@ from absl import logging
 import tqdm
 
 from memreasoner_jax import checkpointing
+from memreasoner_jax.data import sources
 from memreasoner_jax import evaluate
 from memreasoner_jax import inference
 from memreasoner_jax.tasks.example import Example
@@ -71,12 +74,27 @@ def grid(tasks: Sequence[str], lengths: Sequence[str], splits: Sequence[str]) ->
   return [Cell(t, l, s) for t in tasks for s in splits for l in lengths]
 
 
+def cell_examples(cell: Cell, num: int, seed: int, distractors: str | None,
+                  tfds_dir: str | None = None) -> list[Example]:
+  """The cell's first `num` questions: generated, or with `tfds_dir` read from the project's
+  TFDS dataset `{task}_{length}[_renamed]` there (built on first use, then read again)."""
+  renamed = cell.split == "renamed"
+  if tfds_dir is None:
+    return registry.generate(cell.task, "test", num, seed, length=cell.length,
+                             distractors_spec=distractors, rename_answers=renamed)
+  name = f"memreasoner_tasks/{cell.task}_{cell.length}{'_renamed' if renamed else ''}"
+  examples = sources.read(f"tfds:{name}", "test", tfds_dir)
+  if len(examples) < num:
+    raise ValueError(f"--num={num}: tfds:{name} in {tfds_dir} holds {len(examples)} test "
+                     "questions")
+  return examples[:num]
+
+
 def evaluate_cell(answer_fn: AnswerFn, cell: Cell, num: int, seed: int,
-                  distractors: str | None) -> dict[str, Any]:
+                  distractors: str | None, tfds_dir: str | None = None) -> dict[str, Any]:
   """Scores (in %) and timing of one cell."""
   renamed = cell.split == "renamed"
-  examples = registry.generate(cell.task, "test", num, seed, length=cell.length,
-                               distractors_spec=distractors, rename_answers=renamed)
+  examples = cell_examples(cell, num, seed, distractors, tfds_dir)
   started = time.time()
   outputs = answer_fn(examples)
   seconds = time.time() - started
@@ -115,18 +133,21 @@ def write_json(path: str, value: Any) -> None:
 
 
 def run(answer_fn: AnswerFn, out_dir: str, cells: Sequence[Cell], *, num: int, seed: int,
-        distractors: str | None = None, model_id: str = "", progress: bool = True
-        ) -> list[dict[str, Any]]:
+        distractors: str | None = None, model_id: str = "", progress: bool = True,
+        tfds_dir: str | None = None) -> list[dict[str, Any]]:
   """Evaluates every cell not already in OUT/cells.json, then writes the four outputs.
 
   `model_id` names what is evaluated (e.g. the checkpoint directory); a cache written for
-  another model or other settings is refused rather than mixed in.
+  another model or other settings is refused rather than mixed in. With `tfds_dir` the cells'
+  questions come from TFDS datasets built there once (`cell_examples`).
   """
   if num < 1:
     raise ValueError(f"--num must be >= 1, got {num}")
   os.makedirs(out_dir, exist_ok=True)
   cache_path = os.path.join(out_dir, CACHE)
   settings = {"model": model_id, "num": num, "seed": seed, "distractors": distractors}
+  if tfds_dir is not None:  # (a cache written before this setting existed still fits)
+    settings["tfds_dir"] = tfds_dir
   done = _read_cache(cache_path, settings)
   todo = [c for c in cells if c.key not in done]
   if len(todo) < len(cells):
@@ -136,7 +157,7 @@ def run(answer_fn: AnswerFn, out_dir: str, cells: Sequence[Cell], *, num: int, s
                  desc="eval grid", disable=not progress) as bar:
     for cell in todo:
       bar.set_postfix_str(cell.key)
-      done[cell.key] = evaluate_cell(answer_fn, cell, num, seed, distractors)
+      done[cell.key] = evaluate_cell(answer_fn, cell, num, seed, distractors, tfds_dir)
       write_json(cache_path, {"settings": settings, "cells": done})
       bar.update()
   rows = [done[c.key] for c in cells]
@@ -244,7 +265,7 @@ def write_outputs(rows: Sequence[dict[str, Any]], out_dir: str, title: str = "")
 def define_flags() -> None:
   """Defines the command's flags; only run as a command, so importing this module next
   to other commands (tests, notebooks) never defines a flag twice."""
-  global _CHECKPOINT, _OUT, _TASKS, _LENGTHS, _SPLITS, _NUM, _SEED, _DISTRACTORS
+  global _CHECKPOINT, _OUT, _TASKS, _LENGTHS, _SPLITS, _NUM, _SEED, _DISTRACTORS, _TFDS_DIR
   _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A training workdir (its newest step) or "
                                     "one checkpoints/<step> directory.")
   _OUT = flags.DEFINE_string("out", None, "Output directory (results.* and the cells.json cache).")
@@ -257,6 +278,10 @@ def define_flags() -> None:
   _DISTRACTORS = flags.DEFINE_string("distractors", None, "Filler source: builtin, noise, a text "
                                      "file or directory of books, or tfds:pg19 (default: the "
                                      "task's own).")
+  _TFDS_DIR = flags.DEFINE_string("tfds_dir", None, "Read each cell's questions from the "
+                                  "project's TFDS dataset <task>_<length>[_renamed] in this "
+                                  "directory, built there on first use, instead of generating "
+                                  "them (--seed and --distractors then do not apply).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -268,7 +293,7 @@ def main(argv: Sequence[str]) -> None:
     seed = reasoner.config.data.eval_seed if _SEED.value is None else _SEED.value
     rows = run(reasoner.answer_examples, _OUT.value, grid(tasks, _LENGTHS.value, _SPLITS.value),
                num=_NUM.value, seed=seed, distractors=_DISTRACTORS.value,
-               model_id=reasoner.directory)
+               model_id=reasoner.directory, tfds_dir=_TFDS_DIR.value)
   except (ValueError, FileNotFoundError) as e:  # bad flags, checkpoint or cache: no traceback
     sys.exit(f"ERROR: {e}")
   print(markdown_table(rows), end="")

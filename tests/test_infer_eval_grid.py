@@ -120,3 +120,37 @@ def test_figure_has_the_run_name_a_chance_line_and_question_counts():
   chance = [l for l in ax.get_lines() if l.get_linestyle() == ":"]
   assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(100 / 6)
   assert "chance (16.7%)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_cells_read_from_tfds_datasets_built_once(tmp_path, monkeypatch):
+  from memreasoner_jax.data import tfds_builder  # pylint: disable=import-outside-toplevel
+
+  builds = []
+  original = tfds_builder.MemreasonerTasks.generate_split
+
+  def counted(self, split, num):
+    builds.append(self.builder_config.name)
+    return original(self, split, num)
+
+  monkeypatch.setattr(tfds_builder.MemreasonerTasks, "generate_split", counted)
+  cells = eval_grid.grid(["qa1"], ["1k"], ["standard", "renamed"])
+  tfds_dir = str(tmp_path / "tfds")
+  seen = []
+
+  def oracle(examples):  # answers every question right; keeps what it was asked
+    seen.extend(examples)
+    return [e.answer for e in examples]
+
+  rows = eval_grid.run(oracle, str(tmp_path / "first"), cells, num=5, seed=0, tfds_dir=tfds_dir,
+                       progress=False)
+  assert sorted(builds) == ["qa1_1k", "qa1_1k_renamed"]
+  assert [r["accuracy"] for r in rows] == [100.0, 100.0]
+  assert seen[5].answer in vocab.RENAMED_ROOMS and len(seen[0].context) > 20
+  builds.clear()
+  again = []
+  eval_grid.run(lambda exs: again.extend(exs) or [e.answer for e in exs],
+                str(tmp_path / "second"), cells, num=5, seed=0, tfds_dir=tfds_dir,
+                progress=False)
+  assert builds == [] and again == seen  # read back, not generated again
+  with pytest.raises(ValueError, match="holds 1000 test questions"):
+    eval_grid.cell_examples(cells[0], 1001, 0, None, tfds_dir)
