@@ -1,5 +1,6 @@
 """Input-pipeline throughput: generation, ArrayRecord building, reading and batching per length,
-and the Grain training pipeline with 0, 1 and 2 worker processes.
+and the Grain training pipeline with 0, 1 and 2 worker processes, against what one H100 would
+consume training `base` at 45% MFU (estimated from the train step's FLOP count).
 
   python -m memreasoner_jax.tools.benchmark_input --lengths=0k,4k,16k,128k --num=32 --out=pipeline.json
 
@@ -20,11 +21,15 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from memreasoner_jax.configs import babi
 from memreasoner_jax.data import batching
 from memreasoner_jax.data import lines
 from memreasoner_jax.data import pipeline
 from memreasoner_jax.data import tfds_builder
 from memreasoner_jax.data import tokenizers
+from memreasoner_jax.tools import benchmark_train
+
+H100_MFU = 0.45  # the train step's target (useful-token MFU)
 
 def define_flags() -> None:
   """Defines the command's flags; only run as a command, so importing this module next
@@ -85,6 +90,13 @@ def measure(task: str, length: str, num: int, batch_size: int,
   tokens = sum(int(((b["context_BxExT"] != tokenizer.pad_id).sum((1, 2))
                     * b["example_weight_B"]).sum()) for b in batches)
   chars = sum(len(line) for ex in examples for line in ex.context)
+  # What one H100 would consume: `base` (byte tokens, its default) at 45% of the dense bf16
+  # peak, on these examples' real tokens (benchmark_train's FLOP count).
+  base = babi.get_config(f"{task},base")
+  useful_flops = sum(benchmark_train.train_step_flops(base, b, tokenizer.pad_id)
+                     * float(b["example_weight_B"].mean()) for b in batches)
+  h100_flops_per_s = H100_MFU * benchmark_train.PEAK_TFLOPS["H100"][0] * 1e12
+  h100_examples_per_s = h100_flops_per_s * num / useful_flops
   # Two epochs' worth of batches (at least 4), the first of them not counted.
   steps = max(4, 2 * num // batch_size)
   train_rates = {f"train_{w}_workers_examples_per_s": train_rate(source, batcher, batch_size,
@@ -98,6 +110,7 @@ def measure(task: str, length: str, num: int, batch_size: int,
       "read_examples_per_s": num / read_s,
       "load_examples_per_s": num / load_s, "load_tokens_per_s": tokens / load_s,
       **train_rates,
+      "h100_base_examples_per_s": h100_examples_per_s,
   }
 
 
@@ -118,7 +131,8 @@ def main(argv: Sequence[str]) -> None:
             f"read {row['read_examples_per_s']:9.1f} ex/s | read+batch "
             f"{row['load_examples_per_s']:9.1f} ex/s {row['load_tokens_per_s']:12.0f} tok/s | "
             "train ex/s by workers " + " ".join(
-                f"{w}: {row[f'train_{w}_workers_examples_per_s']:.1f}" for w in _WORKERS.value),
+                f"{w}: {row[f'train_{w}_workers_examples_per_s']:.1f}" for w in _WORKERS.value)
+            + f" | one H100 on base needs {row['h100_base_examples_per_s']:.1f} ex/s",
             flush=True)
   report = {"task": _TASK.value, "tokenizer": tokenizer.spec, "batch_size": _BATCH.value,
             "cpus": os.cpu_count(), "results": results}
