@@ -17,7 +17,7 @@ setuptools.setup(
         "orbax-checkpoint>=0.11",
         "tensorflow-datasets>=4.9.7",
         "array-record>=0.5",  # ArrayRecord files TFDS writes and reads without TensorFlow.
-        "grain>=0.2.10",  # the training input pipeline: worker processes, checkpointable state
+        "grain>=0.2.16",  # the training input pipeline: worker processes, checkpointable state
         "importlib-resources>=6",  # etils.epath needs it when TFDS locates a builder's code.
         "tokenizers>=0.15",  # Hugging Face tokenizer.json / vocab files for pretrained models.
         "ml-collections>=1.0",
