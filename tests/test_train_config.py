@@ -52,6 +52,7 @@ def test_long_option_sets_the_distractor_recipe():
   assert long.data.sf_fraction == 1.0 and long.data.eval_length == "1k"
   assert long.training.num_steps == 600 and long.model.latent_size == clean.model.latent_size
   assert long.data.pack_lines and not clean.data.pack_lines
+  assert long.data.max_lines == 256  # qa2 stories with filler pass 128 lines
 
 
 @pytest.mark.parametrize("options", ["", ",long", ",baseline", ",runlocal", ",baseline,runlocal"])

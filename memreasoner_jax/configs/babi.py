@@ -183,6 +183,9 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
     # selection needs the readout to point at its line (supporting-fact loss), and the decoder
     # reads that line's own latent, which filler around it does not blur.
     config.data.train_filler_max = 30  # 0..30 filler sentences around each story
+    # A long qa2 story (up to about 100 lines) with 30 filler sentences, some split in two,
+    # passes 128 lines.
+    config.data.max_lines = 256
     config.data.sf_fraction = 1.0  # the read is supervised on every example
     config.data.eval_length = "1k"  # held-out questions hidden in 1k tokens of filler
     config.model.memory.mode = "chunked"  # one memory per 16 lines, the best-read one kept
