@@ -98,6 +98,15 @@ def test_state_from_another_dataset_is_rejected():
     other.set_state(state)
 
 
+def test_over_long_example_is_refused_before_the_first_batch():
+  # At index 30, an example of 20 lines: past the largest line bucket (16).
+  data = DATA[:30] + data_fixtures.qa1_examples(20, max_lines=20)[19:] + DATA[31:]
+  with pytest.raises(ValueError, match=r"1 of 48 examples .* qa1\[19\] at index 30 with 20 lines"):
+    pipeline.TrainIterator(data, BATCHER, 8, process_index=0, process_count=1)
+  with pytest.raises(ValueError, match="more than 16 lines"):
+    next(pipeline.eval_batches(data, BATCHER, 8, process_index=0, process_count=1))
+
+
 def test_global_batch_must_divide():
   with pytest.raises(ValueError, match="multiple of process_count=3"):
     _train(0, 3)

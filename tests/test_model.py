@@ -123,9 +123,31 @@ def test_scanned_hops_equal_an_unrolled_loop(rule):
   u = query
   for h in range(hops):
     u, (readout, sim, _) = step.apply({"params": params.get("params", {}).get("hop", {})}, u,
-                                      jax.random.PRNGKey(0), mem, z, mask)
+                                      jax.random.PRNGKey(0), mem, z, mask, z)
     np.testing.assert_allclose(readouts[:, h], readout, atol=1e-6)
     np.testing.assert_allclose(sims[:, h], sim, atol=1e-6)
+
+
+def test_nearest_content_updates_the_query_from_the_found_line_before_temporal_encoding():
+  b, e, c = 2, 8, 16
+  zt = jax.random.normal(jax.random.PRNGKey(2), (b, e, c))  # the written, temporal latents
+  content = jax.random.normal(jax.random.PRNGKey(5), (b, e, c))
+  mask = jnp.ones((b, e), bool)
+  mem = memory.write_chunked(zt, mask, jnp.eye(12, c))
+  query = jax.random.normal(jax.random.PRNGKey(3), (b, c))
+  op = hops_lib.HopOperator(2, "nearest_content")
+  params = op.init(jax.random.PRNGKey(4), query, mem, zt, mask, content_BxExC=content)
+  run = lambda content_BxExC: op.apply(params, query, mem, zt, mask, content_BxExC=content_BxExC)
+  _, sims, _ = run(content)
+  found_B = jnp.argmax(sims[:, 0], axis=-1)
+  other_B = (found_B + 1) % e
+  rows = jnp.arange(b)
+  # Another line's content changes nothing; the found line's changes the second read.
+  _, sims_other, _ = run(content.at[rows, other_B].add(3.0))
+  np.testing.assert_array_equal(sims_other, sims)
+  _, sims_found, _ = run(content.at[rows, found_B].add(3.0))
+  np.testing.assert_array_equal(sims_found[:, 0], sims[:, 0])
+  assert np.abs(sims_found[:, 1] - sims[:, 1]).min() > 1e-4
 
 
 def test_one_hop_is_one_read(tiny):

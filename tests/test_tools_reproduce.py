@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 
@@ -30,11 +31,11 @@ def _plan(book, **changes):
   return reproduce.make_plan(**{**args, **changes})
 
 
-def _reproduce(book, out):
+def _reproduce(book, out, only=tuple(_ROWS)):
   """The command, in a process of its own with one CPU device (an in-process evaluation on the
   test worker's eight fake devices would share that process with every other test's JAX)."""
   command = [sys.executable, "-m", "memreasoner_jax.tools.reproduce", "--rows=tiny,smoke",
-             f"--out={out}", f"--test_books={book}", f"--only={','.join(_ROWS)}",
+             f"--out={out}", f"--test_books={book}", f"--only={','.join(only)}",
              "--lengths=0k,1k", "--splits=standard,renamed", "--num=4", "--num_long=2",
              "--seed=2"]
   result = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False,
@@ -76,6 +77,13 @@ def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path):
   with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
     assert json.load(f)["cells"] == cells
 
+  # One row again (its run gone): the table keeps the other row's cells from the last table.
+  shutil.rmtree(os.path.join(out, "runs", "qa1-baseline"))
+  _reproduce(book, out, only=["qa1-memreasoner-paper"])
+  with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+    assert json.load(f)["cells"] == cells
+  assert open(os.path.join(out, "results.md"), encoding="utf-8").read() == table
+
 
 def test_bad_plans_fail_before_any_run(tmp_path, monkeypatch):
   book = _book(tmp_path / "held_out.txt")
@@ -108,4 +116,9 @@ def test_lever_rows_add_their_option_to_the_row_without_it():
           f"{task}-memreasoner-{supervision}-copy"]
       assert lever.arg == base.arg and lever.supervision == base.supervision
       assert lever.overrides == {**base.overrides, **results_config.LEVERS["copy"]}
+  both = rows["qa2-memreasoner-paper-copy-content"]
+  assert both.overrides == {**rows["qa2-memreasoner-paper-copy"].overrides,
+                            **results_config.LEVERS["content"]}
+  assert "qa1-memreasoner-all-copy-content" not in rows  # one hop: no query update to change
   assert rows["qa1-memreasoner-all-copy"].label == "memreasoner + copy qa1 (all supervision)"
+  assert both.label == "memreasoner + copy + content qa2 (paper supervision)"

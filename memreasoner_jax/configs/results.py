@@ -22,8 +22,13 @@ SUPERVISION = {"paper": {"qa1": 0.0, "qa2": 0.01, "vt1": 0.0, "vt2": 0.01}, "all
 # lets the paper-supervision rows learn to select lines at all; measured in BUILD_NOTES.md.
 _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # Options measured against the rows without them. copy: answers copied from the selected lines
-# (models/copying.py), for answer words training never saw (the renamed splits).
-LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5}}
+# (models/copying.py), for answer words training never saw (the renamed splits). content: a
+# hop's query update reads what its line says, not the line's temporal neighbourhood (a
+# second hop otherwise reads the first hop's neighbours; models/hops.py).
+LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
+          "content": {"model.hops.update_rule": "nearest_content"}}
+# Lever rows: levers added together to the rows above, for the tasks where they apply.
+_LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2",)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +39,7 @@ class Row:
   supervision: str  # "paper" or "all"
   arg: str  # configs/babi.py argument
   overrides: dict[str, object]  # --config.KEY=VALUE of the run
-  lever: str = ""  # the LEVERS option the row adds ("" for none)
+  lever: str = ""  # the LEVERS options the row adds, " + "-joined ("" for none)
 
   @property
   def model_label(self) -> str:
@@ -58,13 +63,14 @@ def get_rows(arg: str = "tiny") -> list[Row]:
       rows.append(Row(f"{task}-memreasoner-{supervision}", task, "memreasoner", supervision,
                       f"{task},{preset},long{smoke}",
                       {**_MEMREASONER, "data.sf_fraction": sf}))
-  # Lever rows: one option added to a row above, for its effect side by side.
-  for task in ("qa1", "qa2"):
-    for supervision in ("paper", "all"):
-      sf = SUPERVISION["paper"][task] if supervision == "paper" else SUPERVISION["all"]
-      rows.append(Row(f"{task}-memreasoner-{supervision}-copy", task, "memreasoner",
-                      supervision, f"{task},{preset},long{smoke}",
-                      {**_MEMREASONER, "data.sf_fraction": sf, **LEVERS["copy"]}, "copy"))
+  for levers, tasks in _LEVER_ROWS:
+    options = {key: value for lever in levers for key, value in LEVERS[lever].items()}
+    for task in tasks:
+      for supervision in ("paper", "all"):
+        sf = SUPERVISION["paper"][task] if supervision == "paper" else SUPERVISION["all"]
+        rows.append(Row(f"{task}-memreasoner-{supervision}-{'-'.join(levers)}", task,
+                        "memreasoner", supervision, f"{task},{preset},long{smoke}",
+                        {**_MEMREASONER, "data.sf_fraction": sf, **options}, " + ".join(levers)))
   for task in ("qa1", "qa2"):
     rows.append(Row(f"{task}-baseline", task, "baseline", "none",
                     f"{task},{preset},baseline{smoke}", {}))

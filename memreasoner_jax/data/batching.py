@@ -228,7 +228,7 @@ class Batcher:
     lines_per_example = encoded.lines_N
     if lines_per_example.max() > num_lines:
       worst = examples[int(lines_per_example.argmax())]
-      raise ValueError(f"Example {_name(worst)} has {len(worst.context)} lines, over E={num_lines}")
+      raise ValueError(f"Example {example_name(worst)} has {len(worst.context)} lines, over E={num_lines}")
 
     enc, dec = self.encoder_tokenizer, self.decoder_tokenizer
     all_lines = [line for ex in examples for line in ex.context]
@@ -242,7 +242,7 @@ class Batcher:
 
     query_BxQ = self._pack(enc, encoded.query, [ex.question for ex in examples],
                            (batch_size, layout.query_tokens), np.arange(batch_size),
-                           lambda b: f"question of example {_name(examples[b])}")
+                           lambda b: f"question of example {example_name(examples[b])}")
     answer_BxA, answer_mask_BxA, prompt_len_B = self._answers(
         dec, examples, encoded.prompt, encoded.answer, layout.answer_tokens, "answer_tokens")
 
@@ -316,7 +316,7 @@ class Batcher:
     if too_long.size:
       b = int(too_long[0])
       raise ValueError(
-          f"Answer sequence of example {_name(examples[b])} has {total[b]} tokens (BOS, prompt, "
+          f"Answer sequence of example {example_name(examples[b])} has {total[b]} tokens (BOS, prompt, "
           f"answer, EOS), more than {width_name}={width}: {examples[b].answer[:80]!r}")
     batch_size = len(examples)
     out = np.full((batch_size, width), tok.pad_id, np.int32)
@@ -333,11 +333,11 @@ class Batcher:
     support_BxS = np.full((len(examples), self.shape.supports), -1, np.int32)
     for b, ex in enumerate(examples):
       if len(ex.support) > self.shape.supports:
-        raise ValueError(f"Example {_name(ex)} has {len(ex.support)} supporting facts, more than "
+        raise ValueError(f"Example {example_name(ex)} has {len(ex.support)} supporting facts, more than "
                          f"supports={self.shape.supports}")
       bad = [i for i in ex.support if not 0 <= i < len(ex.context)]
       if bad:
-        raise ValueError(f"Example {_name(ex)}: support {bad} outside its {len(ex.context)} lines")
+        raise ValueError(f"Example {example_name(ex)}: support {bad} outside its {len(ex.context)} lines")
       support_BxS[b, :len(ex.support)] = ex.support
     return support_BxS
 
@@ -418,7 +418,7 @@ def _scatter(out_NxW: np.ndarray, flat: np.ndarray, lengths: np.ndarray, rows: n
   out_NxW.reshape(-1)[np.repeat(first, lengths) + np.arange(flat.size)] = flat
 
 
-def _name(ex: Example) -> str:
+def example_name(ex: Example) -> str:
   return f"{ex.task}[{ex.index}]"
 
 
@@ -426,6 +426,6 @@ def _line_name(examples: Sequence[Example], flat_line: int) -> str:
   """Names the example and line of the `flat_line`-th line of the batch."""
   for ex in examples:
     if flat_line < len(ex.context):
-      return f"Line {flat_line} of example {_name(ex)}"
+      return f"Line {flat_line} of example {example_name(ex)}"
     flat_line -= len(ex.context)
   raise IndexError(flat_line)

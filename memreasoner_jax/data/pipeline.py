@@ -40,10 +40,27 @@ def example_sizes(source: Source, batcher: batching.Batcher, chunk: int = 4096) 
   widths (`token_multiple`) need one pass over the source, `chunk` examples at a time."""
   stored = getattr(source, "num_lines_N", None)
   if stored is not None and not batcher.shape.token_multiple:
-    return batcher.fixed_sizes(stored)
-  parts = [batcher.sizes(read_examples(source, np.arange(start, min(start + chunk, len(source)))))
-           for start in range(0, len(source), chunk)]
-  return np.concatenate(parts) if parts else np.zeros((0, len(batching.SIZE_COLUMNS)), np.int64)
+    sizes_Nx4 = batcher.fixed_sizes(stored)
+  else:
+    parts = [batcher.sizes(read_examples(source, np.arange(start, min(start + chunk, len(source)))))
+             for start in range(0, len(source), chunk)]
+    sizes_Nx4 = (np.concatenate(parts) if parts
+                 else np.zeros((0, len(batching.SIZE_COLUMNS)), np.int64))
+  _check_lines(source, sizes_Nx4, batcher.shape.line_buckets[-1])
+  return sizes_Nx4
+
+
+def _check_lines(source: Source, sizes_Nx4: np.ndarray, max_lines: int) -> None:
+  """An example longer than the largest line bucket is an error before the first step, rather
+  than when (hours in) its batch comes up."""
+  over = np.flatnonzero(sizes_Nx4[:, 0] > max_lines)
+  if over.size:
+    worst = int(over[sizes_Nx4[over, 0].argmax()])
+    raise ValueError(
+        f"{over.size} of {len(source)} examples have more than {max_lines} lines (the largest "
+        f"line bucket, data.max_lines), the longest being example "
+        f"{batching.example_name(source[worst])} at index {worst} with {sizes_Nx4[worst, 0]} "
+        "lines; raise data.max_lines or shorten those contexts")
 
 
 def host_share(global_batch: int, process_index: int, process_count: int) -> tuple[int, int]:
@@ -110,6 +127,8 @@ class _Stream:
 
 # Steps of the endless stream: a Grain range this long never ends in practice.
 _ENDLESS = 2**62
+# Worker batches' arrays from this size on travel through shared memory.
+MIN_SHARED_BYTES = 1 << 16
 
 
 class TrainIterator:
@@ -140,7 +159,7 @@ class TrainIterator:
     self._workers = workers
     self._step = 0
     self._first_step = 0  # the step Grain's range starts at (its state counts from there)
-    self._iter = self._grain_iterator(0)
+    self._iter = None  # Grain's iterator, started by the first batch (or by set_state)
 
   def _grain_iterator(self, first_step: int):
     self._first_step = first_step
@@ -159,6 +178,10 @@ class TrainIterator:
                              prefetch_buffer_size=max(self._prefetch, 1))
     dataset = steps.to_iter_dataset(read)
     if self._workers:
+      # Arrays under this size are pickled to the training process: a shared-memory block
+      # each costs more than copying them (measured in BUILD_NOTES.md).
+      dataset = grain.experimental.WithOptionsIterDataset(
+          dataset, grain.experimental.DatasetOptions(min_shm_size=MIN_SHARED_BYTES))
       dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
           num_workers=self._workers, per_worker_buffer_size=max(self._prefetch, 1)))
     return iter(dataset)
@@ -175,6 +198,8 @@ class TrainIterator:
     return self
 
   def __next__(self) -> batching.Batch:
+    if self._iter is None:
+      self._iter = self._grain_iterator(self._step)
     batch = next(self._iter)
     self._step += 1
     return batch
@@ -186,7 +211,8 @@ class TrainIterator:
     return {"epoch": int(epoch), "position": int(position), "step": self._step,
             "seed": self._stream.seed, "num_examples": len(self._stream.source),
             "global_batch": self._stream.global_batch, "workers": self._workers,
-            "grain_first_step": self._first_step, "grain": self._iter.get_state()}
+            "grain_first_step": self._first_step,
+            "grain": None if self._iter is None else self._iter.get_state()}
 
   def set_state(self, state: dict[str, Any]) -> None:
     """Resumes at a position from `get_state()`; a different dataset or batch is an error.
@@ -201,17 +227,17 @@ class TrainIterator:
       raise ValueError(f"Data iterator state does not fit this pipeline (saved, now): {mismatched}")
     self._step = int(state["step"])
     self.close()
-    if "grain" in state and state.get("workers") == self._workers:
+    if state.get("grain") is not None and state.get("workers") == self._workers:
       self._iter = self._grain_iterator(int(state["grain_first_step"]))
       self._iter.set_state(state["grain"])
-    else:
-      self._iter = self._grain_iterator(self._step)
+    # Otherwise the next batch starts Grain's range at the saved step.
 
   def close(self) -> None:
     """Stops the prefetch thread or worker processes."""
     close = getattr(self._iter, "close", None)
     if close is not None:
       close()
+    self._iter = None
 
 
 def eval_batches(source: Source, batcher: batching.Batcher, global_batch: int, *,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from memreasoner_jax.models import memory
 
-UPDATE_RULES = ("gru", "add", "linear", "nearest_fact")
+UPDATE_RULES = ("gru", "add", "linear", "nearest_fact", "nearest_content")
 # Similarity given to padding lines: far below any cosine, yet finite for the losses.
 _MASKED_SIM = -1e4
 
@@ -34,8 +34,11 @@ class Hop(nn.Module):
 
   @nn.compact
   def __call__(self, query_BxC: jax.Array, rng: jax.Array, mem: memory.ChunkedMemory,
-               lines_BxExC: jax.Array, mask_BxE: jax.Array):
-    """Returns (next query_BxC, (readout_BxC, similarity to every line_BxE, read KL_B))."""
+               lines_BxExC: jax.Array, mask_BxE: jax.Array, content_BxExC: jax.Array):
+    """Returns (next query_BxC, (readout_BxC, similarity to every line_BxE, read KL_B)).
+
+    `content_BxExC` are the lines' latents before temporal encoding (`nearest_content` updates
+    the query from the nearest line's)."""
     c = query_BxC.shape[-1]
     noise_BxNxK, kl_B = None, jnp.zeros(query_BxC.shape[:1], jnp.float32)
     sample = self.read_noise and self.sample_noise
@@ -66,6 +69,13 @@ class Hop(nn.Module):
     elif self.update == "nearest_fact":
       pick_B = jnp.argmax(sims_BxE, axis=-1)
       next_BxC = jnp.take_along_axis(lines_BxExC, pick_B[:, None, None], axis=1)[:, 0]
+    elif self.update == "nearest_content":
+      # The GRU reads what the found line says, not where it stands: a temporally encoded
+      # readout carries the line's neighbourhood, and a second hop fed with it reads the lines
+      # next to the first hop's (measured on qa2, BUILD_NOTES.md).
+      pick_B = jnp.argmax(sims_BxE, axis=-1)
+      found_BxC = jnp.take_along_axis(content_BxExC, pick_B[:, None, None], axis=1)[:, 0]
+      next_BxC, _ = nn.GRUCell(c, dtype=self.dtype, name="gru")(query_BxC, found_BxC)
     else:
       raise ValueError(f"hop update must be one of {UPDATE_RULES}, got {self.update!r}")
     return next_BxC.astype(query_BxC.dtype), (readout_BxC, sims_BxE, kl_B)
@@ -82,18 +92,23 @@ class HopOperator(nn.Module):
 
   @nn.compact
   def __call__(self, query_BxC: jax.Array, mem: memory.ChunkedMemory, lines_BxExC: jax.Array,
-               mask_BxE: jax.Array, rng: jax.Array | None = None):
+               mask_BxE: jax.Array, rng: jax.Array | None = None,
+               content_BxExC: jax.Array | None = None):
     """Returns (readouts_BxHxC, sims_BxHxE, kl_B summed over hops).
 
     Read noise is drawn only when the operator has `read_noise` and an rng is given.
+    `content_BxExC`: the lines before temporal encoding (default `lines_BxExC`).
     """
     noisy = self.read_noise and rng is not None
     rngs_H = jax.random.split(rng if noisy else jax.random.PRNGKey(0), self.num_hops)
     scan = nn.scan(Hop, variable_broadcast="params", split_rngs={"params": False},
-                   in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), out_axes=0,
+                   in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+                   out_axes=0,
                    length=self.num_hops)
     hop = scan(self.update, self.read_noise, noisy, self.combine, self.dtype, name="hop")
+    lines_BxExC = lines_BxExC.astype(jnp.float32)
+    content_BxExC = lines_BxExC if content_BxExC is None else content_BxExC.astype(jnp.float32)
     _, (readouts_HxBxC, sims_HxBxE, kl_HxB) = hop(
-        query_BxC, rngs_H, mem, lines_BxExC.astype(jnp.float32), mask_BxE)
+        query_BxC, rngs_H, mem, lines_BxExC, mask_BxE, content_BxExC)
     return (jnp.swapaxes(readouts_HxBxC, 0, 1), jnp.swapaxes(sims_HxBxE, 0, 1),
             kl_HxB.sum(axis=0))

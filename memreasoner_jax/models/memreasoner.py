@@ -235,7 +235,7 @@ class MemReasoner:
         noise_std=cfg.memory.write_noise_std if rng is not None else 0.0,
         rng=write_rng, pinv=self.pinv)
     readouts_BxHxC, sims_BxHxE, kl_B = self.hops.apply(
-        {"params": params["hops"]}, query_BxC, mem, zt_BxExC, mask_BxE, read_rng)
+        {"params": params["hops"]}, query_BxC, mem, zt_BxExC, mask_BxE, read_rng, z_BxExC)
     facts_BxHxC = self._select_facts(zt_BxExC, sims_BxHxE, mask_BxE)
     cond_BxNxC = {"readouts": readouts_BxHxC, "facts": facts_BxHxC,
                   "both": jnp.concatenate([readouts_BxHxC, facts_BxHxC], axis=1)}[

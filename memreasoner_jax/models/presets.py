@@ -75,7 +75,7 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
 
   cfg.hops = ml_collections.ConfigDict()
   cfg.hops.num_hops = 1  # H reads of the memory
-  cfg.hops.update_rule = "gru"  # query update: gru, add, linear, nearest_fact
+  cfg.hops.update_rule = "gru"  # query update: gru, add, linear, nearest_fact, nearest_content
 
   cfg.decoder = ml_collections.ConfigDict()
   cfg.decoder.num_layers = dec_l  # transformer blocks (L)

@@ -30,6 +30,9 @@ from memreasoner_jax.data import tokenizers
 from memreasoner_jax.tools import benchmark_train
 
 H100_MFU = 0.45  # the train step's target (useful-token MFU)
+# Each rate is timed over at least this long (a pass over a short length takes milliseconds).
+_MIN_SECONDS = 2.0
+
 
 def define_flags() -> None:
   """Defines the command's flags; only run as a command, so importing this module next
@@ -45,24 +48,36 @@ def define_flags() -> None:
   _OUT = flags.DEFINE_string("out", None, "Where to write the JSON results.")
 
 
-def _timed(fn: Callable[[], object]) -> tuple[object, float]:
+def _timed(fn: Callable[[], object], min_seconds: float = 0.0) -> tuple[object, float]:
+  """(fn's result, seconds per call), calling it again until `min_seconds` have passed: one
+  pass over a short length is too brief to time alone."""
   start = time.perf_counter()
-  result = fn()
-  return result, time.perf_counter() - start
+  calls = 0
+  while not calls or time.perf_counter() - start < min_seconds:
+    result = fn()
+    calls += 1
+  return result, (time.perf_counter() - start) / calls
 
 
 def train_rate(source: pipeline.Source, batcher: batching.Batcher, batch_size: int,
-               workers: int, steps: int) -> float:
+               workers: int, steps: int, min_seconds: float = _MIN_SECONDS) -> float:
   """Examples per second of the training pipeline (Grain, `workers` worker processes) once
-  running: the first batch, which starts the workers, is not counted."""
+  running: the first batch, which starts the workers, is not counted. At least `steps` batches
+  and `min_seconds`, so that the batches prefetched while the first one was awaited weigh
+  little in the rate."""
   stream = pipeline.TrainIterator(source, batcher, batch_size, seed=0, process_index=0,
                                   process_count=1, prefetch=2, workers=workers)
   try:
     next(stream)
-    _, seconds = _timed(lambda: [next(stream) for _ in range(steps)])
+    start = time.perf_counter()
+    done = 0
+    while done < steps or time.perf_counter() - start < min_seconds:
+      next(stream)
+      done += 1
+    seconds = time.perf_counter() - start
   finally:
     stream.close()
-  return steps * batch_size / seconds
+  return done * batch_size / seconds
 
 
 def measure(task: str, length: str, num: int, batch_size: int,
@@ -80,13 +95,13 @@ def measure(task: str, length: str, num: int, batch_size: int,
   source = tfds_builder.TfdsSource(builder, "test")
 
   index_chunks = np.array_split(np.arange(num), max(1, num // batch_size))
-  _, read_s = _timed(lambda: [source.get_many(chunk) for chunk in index_chunks])
+  _, read_s = _timed(lambda: [source.get_many(chunk) for chunk in index_chunks], _MIN_SECONDS)
   shape = batching.BatchShape(
       line_tokens=config.max_line_bytes + 2, query_tokens=64, answer_tokens=128,
       line_buckets=batching.line_buckets(16, max(len(ex.context) for ex in examples)))
   batcher = batching.Batcher(shape, tokenizer)
   batches, load_s = _timed(lambda: list(pipeline.eval_batches(
-      source, batcher, batch_size, process_index=0, process_count=1)))
+      source, batcher, batch_size, process_index=0, process_count=1)), _MIN_SECONDS)
   tokens = sum(int(((b["context_BxExT"] != tokenizer.pad_id).sum((1, 2))
                     * b["example_weight_B"]).sum()) for b in batches)
   chars = sum(len(line) for ex in examples for line in ex.context)

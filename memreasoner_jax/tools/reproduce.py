@@ -8,7 +8,8 @@ Steps, each resumable: (1) every row's training run, one after another, in OUT/r
 (a finished run is not started again; an interrupted one resumes from its checkpoint);
 (2) every row's evaluation grid on each test book, in OUT/eval/<row>/<book>/ (eval_grid's cell
 cache: finished cells are never recomputed); (3) the table OUT/results.md, OUT/results.json,
-OUT/results.csv and the heatmap OUT/results.png.
+OUT/results.csv and the heatmap OUT/results.png. With --only, the rows left out keep their cells
+from the table already in OUT, so one row can be added or redone at a time.
 
 bAbI tasks are hidden in the test books; variable tracking in RULER's noise, as RULER does. The
 test books must share no file with any row's training filler (checked before anything runs).
@@ -209,6 +210,28 @@ def heatmap(cells: list[dict[str, Any]], lengths: Sequence[str], path: str) -> N
   plt.close(fig)
 
 
+def _earlier_rows(out: str, plan: Plan) -> list[dict[str, Any]]:
+  """The cells that an earlier reproduction in `out` wrote for rows this one leaves out, when it
+  tested the same books with the same seed: `--only=ROW` updates that row of the table and
+  keeps the others (whose runs may be gone)."""
+  path = os.path.join(out, "results.json")
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    earlier = json.load(f)
+  if (earlier["test_books"], earlier["seed"]) != (plan.test_books, plan.seed):
+    logging.warning("%s tested other books or another seed: its rows are left out", path)
+    return []
+  mine = {row.name for row in plan.rows}
+  return [cell for cell in earlier["cells"] if cell["row"] not in mine]
+
+
+def _table_order(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Rows in configs/results.py's order (a stable sort keeps each row's own cell order)."""
+  order = {row.name: i for i, row in enumerate(results_config.get_rows("tiny"))}
+  return sorted(cells, key=lambda cell: order.get(cell["row"], len(order)))
+
+
 def reproduce(plan: Plan, out: str, train_runs: bool = True) -> list[dict[str, Any]]:
   """Trains (unless `train_runs` is False: then the checkpoints there are evaluated as they
   are, e.g. a run stopped early) and evaluates every row, and writes the table."""
@@ -234,6 +257,7 @@ def reproduce(plan: Plan, out: str, train_runs: bool = True) -> list[dict[str, A
     timings[f"eval/{row.name}"] = timings.get(f"eval/{row.name}", 0.0) + time.time() - started
     with open(timings_path, "w", encoding="utf-8") as f:
       json.dump(timings, f, indent=1)
+  cells = _table_order(_earlier_rows(out, plan) + cells)
   if not cells:
     raise FileNotFoundError(f"no row of the table has a checkpoint in {out}/runs to evaluate")
   eval_grid.write_json(os.path.join(out, "results.json"), {
