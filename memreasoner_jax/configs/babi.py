@@ -224,4 +224,4 @@ def get_sweep(arg: str = "qa1,tiny") -> list[dict[str, object]]:
   return [{"arg": f"{task},{rest}", "data.sf_fraction": sf, "model.temporal.kind": temporal,
            "model.hops.update_rule": rule}
           for task in TASKS for sf in SWEEP_SF_FRACTIONS for temporal in SWEEP_TEMPORAL
-          for rule in hops.UPDATE_RULES]
+          for rule in hops.PAPER_UPDATE_RULES]

@@ -10,7 +10,9 @@ import jax.numpy as jnp
 
 from memreasoner_jax.models import memory
 
-UPDATE_RULES = ("gru", "add", "linear", "nearest_fact", "nearest_content")
+# The paper's query update rules (its sweep), and ours.
+PAPER_UPDATE_RULES = ("gru", "add", "linear", "nearest_fact")
+UPDATE_RULES = PAPER_UPDATE_RULES + ("nearest_content",)
 # Similarity given to padding lines: far below any cosine, yet finite for the losses.
 _MASKED_SIM = -1e4
 
