@@ -228,7 +228,8 @@ class Batcher:
     lines_per_example = encoded.lines_N
     if lines_per_example.max() > num_lines:
       worst = examples[int(lines_per_example.argmax())]
-      raise ValueError(f"Example {example_name(worst)} has {len(worst.context)} lines, over E={num_lines}")
+      raise ValueError(f"Example {example_name(worst)} has {len(worst.context)} lines, over "
+                       f"E={num_lines}")
 
     enc, dec = self.encoder_tokenizer, self.decoder_tokenizer
     all_lines = [line for ex in examples for line in ex.context]
@@ -316,8 +317,8 @@ class Batcher:
     if too_long.size:
       b = int(too_long[0])
       raise ValueError(
-          f"Answer sequence of example {example_name(examples[b])} has {total[b]} tokens (BOS, prompt, "
-          f"answer, EOS), more than {width_name}={width}: {examples[b].answer[:80]!r}")
+          f"Answer sequence of example {example_name(examples[b])} has {total[b]} tokens (BOS, "
+          f"prompt, answer, EOS), more than {width_name}={width}: {examples[b].answer[:80]!r}")
     batch_size = len(examples)
     out = np.full((batch_size, width), tok.pad_id, np.int32)
     out[:, 0] = tok.bos_id
@@ -333,11 +334,12 @@ class Batcher:
     support_BxS = np.full((len(examples), self.shape.supports), -1, np.int32)
     for b, ex in enumerate(examples):
       if len(ex.support) > self.shape.supports:
-        raise ValueError(f"Example {example_name(ex)} has {len(ex.support)} supporting facts, more than "
-                         f"supports={self.shape.supports}")
+        raise ValueError(f"Example {example_name(ex)} has {len(ex.support)} supporting facts, "
+                         f"more than supports={self.shape.supports}")
       bad = [i for i in ex.support if not 0 <= i < len(ex.context)]
       if bad:
-        raise ValueError(f"Example {example_name(ex)}: support {bad} outside its {len(ex.context)} lines")
+        raise ValueError(f"Example {example_name(ex)}: support {bad} outside its "
+                         f"{len(ex.context)} lines")
       support_BxS[b, :len(ex.support)] = ex.support
     return support_BxS
 

@@ -48,12 +48,13 @@ def define_flags() -> None:
   _OUT = flags.DEFINE_string("out", None, "Where to write the JSON results.")
 
 
-def _timed(fn: Callable[[], object], min_seconds: float = 0.0) -> tuple[object, float]:
-  """(fn's result, seconds per call), calling it again until `min_seconds` have passed: one
-  pass over a short length is too brief to time alone."""
+def _timed(fn: Callable[[], object], min_seconds: float = 0.0,
+           min_calls: int = 1) -> tuple[object, float]:
+  """(fn's last result, seconds per call), calling it at least `min_calls` times and until
+  `min_seconds` have passed: one pass over a short length is too brief to time alone."""
   start = time.perf_counter()
   calls = 0
-  while not calls or time.perf_counter() - start < min_seconds:
+  while calls < min_calls or time.perf_counter() - start < min_seconds:
     result = fn()
     calls += 1
   return result, (time.perf_counter() - start) / calls
@@ -69,15 +70,10 @@ def train_rate(source: pipeline.Source, batcher: batching.Batcher, batch_size: i
                                   process_count=1, prefetch=2, workers=workers)
   try:
     next(stream)
-    start = time.perf_counter()
-    done = 0
-    while done < steps or time.perf_counter() - start < min_seconds:
-      next(stream)
-      done += 1
-    seconds = time.perf_counter() - start
+    _, seconds_per_batch = _timed(lambda: next(stream), min_seconds, steps)
   finally:
     stream.close()
-  return done * batch_size / seconds
+  return batch_size / seconds_per_batch
 
 
 def measure(task: str, length: str, num: int, batch_size: int,
