@@ -31,6 +31,10 @@ from memreasoner_jax.models import presets
 
 TASKS = ("qa1", "qa2", "vt1", "vt2")
 TWO_HOP_TASKS = ("qa2", "vt2")
+# Reads each task's answer needs, one per line holding part of it: qa2 reads the object's holder,
+# then where the holder went; a vt chain's answer names every variable of the chain, one more in
+# each line (the value line, then each copy line), so vt1 needs 2 reads and vt2 needs 3.
+_READS = {"qa1": 1, "qa2": 2, "vt1": 2, "vt2": 3}
 SWEEP_SF_FRACTIONS = (0.0, 0.01, 0.1, 1.0)  # supporting-fact supervision: none, 1%, 10%, all
 SWEEP_TEMPORAL = ("bigru", "none")  # temporal encoding on and off
 OPTIONS = ("baseline", "long", "runlocal")
@@ -77,7 +81,7 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
 
   config.model = presets.model_config(preset)
   config.model.dtype = dtype  # compute dtype: bfloat16 on accelerators for the big presets
-  config.model.hops.num_hops = 2 if two_hop else 1  # 2-hop tasks need a second read
+  config.model.hops.num_hops = max(_READS[t] for t in tasks)
 
   config.loss = losses.loss_config()
 

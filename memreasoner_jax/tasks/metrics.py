@@ -32,6 +32,8 @@ def exact_match(output: str, target: str) -> bool:
 
 def string_match_all(output: str, references: Sequence[str]) -> float:
   """RULER's per-sample score: the share of references found case-insensitively in `output`."""
+  if not references:
+    raise ValueError(f"string_match_all: no reference to find in {output!r}")
   text = output.lower()
   return sum(r.lower() in text for r in references) / len(references)
 
