@@ -81,7 +81,7 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
 
   config.model = presets.model_config(preset)
   config.model.dtype = dtype  # compute dtype: bfloat16 on accelerators for the big presets
-  config.model.hops.num_hops = max(_READS[t] for t in tasks)
+  config.model.hops.num_hops = max(_READS[t] for t in tasks)  # reads of the longest chain
 
   config.loss = losses.loss_config()
 
