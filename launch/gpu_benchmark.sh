@@ -35,7 +35,7 @@ ATTEMPTS="$RESULTS/attempts.tsv"
 : > "$ATTEMPTS"
 start_time="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
-# 1. The wheels the image lacks (ml-collections), installed apart from the image's packages.
+# 1. The wheels the image lacks (launch/gpu_wheels.sh), installed apart from the image's packages.
 if compgen -G "$WHEELS/*.whl" > /dev/null; then
   echo "Installing $(ls "$WHEELS"/*.whl | xargs -n1 basename | tr '\n' ' ')into $SITE"
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Downloads into .whl/ the wheels a GPU host without a package index needs to run
-# launch/gpu_benchmark.sh. Run from the repository root on a machine that reaches PyPI:
+# launch/gpu_benchmark.sh and training runs (memreasoner_jax.main, tools/reproduce). Run from the
+# repository root on a machine that reaches PyPI:
 #
 #   launch/gpu_wheels.sh            # then copy the checkout, .whl/ included, to the GPU host
 #
 # The GPU image is assumed to hold Python 3.12 with jax (CUDA), flax, optax, orbax-checkpoint,
-# chex, absl-py, numpy, tokenizers, pyyaml and the rest of setup.py's list except
-# tensorflow-datasets, array-record and ml-collections. The two benchmarks
-# (tools/benchmark_train.py, tools/benchmark_context.py) import none of TFDS, ArrayRecord, Grain
-# or tensorboardX, so the only missing package is ml-collections (pure Python; it requires
-# absl-py and PyYAML, both in the image). PYTHON (default python3) is the pip that downloads.
+# chex, absl-py, numpy, tokenizers, pyyaml, cloudpickle, etils and protobuf (checked on an H200
+# image with jax 0.11.2). The benchmarks need only ml-collections; training also reads its
+# batches through Grain (which needs array-record, dm-tree, more-itertools and portpicker) and
+# writes TensorBoard files through tensorboardX. TensorFlow Datasets is imported only by `tfds:`
+# sources and the TFDS builder, so it is not in the list. PYTHON (default python3) is the pip
+# that downloads.
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
 DEST=".whl"
 # name==version: one version of each, pinned so every GPU check runs the same code.
-WHEELS=("ml-collections==1.1.0")
+WHEELS=("ml-collections==1.1.0" "grain==0.2.18" "array-record==0.8.6" "dm-tree==0.1.10"
+        "more-itertools==11.2.1" "portpicker==1.6.0" "tensorboardX==2.6.5")
 
 mkdir -p "$DEST"
 for wheel in "${WHEELS[@]}"; do
