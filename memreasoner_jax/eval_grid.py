@@ -107,7 +107,7 @@ def evaluate_cell(answer_fn: AnswerFn, cell: Cell, num: int, seed: int,
   if renamed and cell.task in registry.BABI_TASKS:  # why a renamed split scores what it does
     trained = set(rename.answer_labels(cell.task))
     scores["trained_answers"] = 100.0 * sum(o.strip() in trained for o in outputs) / num
-  metric = "ruler" if cell.task.startswith("vt") else "babilong"
+  metric = evaluate.metric_names(cell.task)[1]  # the task's own: RULER's or BABILong's
   return {**dataclasses.asdict(cell), "num": num, "metric": metric, "accuracy": scores[metric],
           **scores, "seconds": seconds, "seconds_per_question": seconds / num,
           "sample": {"question": examples[0].question, "target": examples[0].answer,

@@ -44,7 +44,7 @@ def make_eval_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
 
 
 def metric_names(task: str) -> tuple[str, str]:
-  """The names `score` returns for a task, in its order."""
+  """The names `score` returns for a task, in its order; the second is the task's own metric."""
   return ("exact_match", "ruler" if task.startswith("vt") else "babilong")
 
 
