@@ -183,6 +183,24 @@ def test_chunked_read_finds_a_fact_in_any_chunk():
     assert scores.shape == (2, 5)
 
 
+def test_a_short_last_chunk_is_filled_up_and_cannot_win_every_read():
+  # 33 real lines in chunks of 8: a last chunk holding only line 32 would store it exactly, its
+  # readout would point along line 32 for any query and score a perfect nearest-line cosine.
+  z = _latents(13, 2, 48, 32)
+  mask = jnp.arange(48) < jnp.array([[33], [5]])
+  mem = memory.write_chunked(z, mask, jnp.eye(8, 32), lines_per_chunk=8)
+  np.testing.assert_array_equal(mem.lines_BxNxLxC[0, 4], z[0, 25:33])
+  np.testing.assert_array_equal(mem.keep_BxNxL[0].sum(-1), [8, 8, 8, 8, 8, 0])
+  np.testing.assert_array_equal(mem.keep_BxNxL[1].sum(-1), [5, 0, 0, 0, 0, 0])
+  noise = _latents(14, 2, 1, 32)[:, 0]
+  for i in range(4):
+    # A little of line 32 in the query makes its lone-line readout point along +line 32.
+    query = z[:, i] + 0.3 * noise + 0.2 * z[:, 32]
+    readout, _, scores = memory.read_chunked(mem, query)
+    assert int(jnp.argmax(scores[0])) == 0
+    assert float(memory.cosine(readout[:1], z[:1, i:i + 1])[0, 0]) > 0.9
+
+
 @pytest.mark.parametrize("pinv", memory.PINV_METHODS)
 def test_write_and_read_gradients_match_finite_differences(pinv):
   # The memory algebra runs in float32 whatever it is given (so x64 would change nothing).

@@ -266,12 +266,31 @@ class ChunkedMemory(NamedTuple):
 COMBINE_RULES = ("nearest_line", "soft")
 
 
+def _chunk_lines(mask_BxE: jax.Array, n: int, per_chunk: int) -> tuple[jax.Array, jax.Array]:
+  """The line each of the N chunks' L slots holds (line_BxNxL), and whether it is used.
+
+  Chunks hold consecutive lines, except the last one holding real lines: it ends at the last
+  real line and reaches back a whole chunk, overlapping the chunk before. A chunk of one or
+  two lines stores them almost exactly, so its nearest-line score would beat every full chunk
+  and win every read; filled up, it competes like the others.
+  """
+  e = mask_BxE.shape[1]
+  # One past the last real line: masks need not be a prefix.
+  end_B = jnp.max(jnp.where(mask_BxE, jnp.arange(1, e + 1), 0), axis=1)
+  first_N = jnp.arange(n) * per_chunk
+  start_BxN = jnp.minimum(first_N[None, :], jnp.maximum(end_B - per_chunk, 0)[:, None])
+  line_BxNxL = start_BxN[..., None] + jnp.arange(per_chunk)
+  used_BxNxL = (first_N[None, :, None] < end_B[:, None, None]) & (line_BxNxL < e)
+  return jnp.minimum(line_BxNxL, e - 1), used_BxNxL
+
+
 def write_chunked(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Array, *,
                   lines_per_chunk: int = 0, noise_std: float = 0.0,
                   rng: jax.Array | None = None, pinv: PinvMethod = "svd") -> ChunkedMemory:
   """Writes the lines into one memory per chunk of `lines_per_chunk` lines (0: one memory).
 
-  The chunks are written by one batched `write`, not a Python loop. Chunks made only of
+  The chunks are written by one batched `write`, not a Python loop. The last chunk holding
+  real lines is filled up with the lines before it (see `_chunk_lines`). Chunks made only of
   padding are marked empty and never selected by `read_chunked`. With pinv "gram" and no more
   lines per chunk than slots, M^+ comes from the lines' E x E Gram matrix (see `_memory_pinv`).
 
@@ -291,10 +310,12 @@ def write_chunked(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Ar
     written_BxExC = written_BxExC + noise_std * noise_BxExC
   per_chunk = e if lines_per_chunk <= 0 else lines_per_chunk
   n = -(-e // per_chunk)
-  # Lines padded to whole chunks, then one row per chunk: (B*N) x L x ...
-  chunks = lambda x: jnp.pad(x, ((0, 0), (0, n * per_chunk - e)) + ((0, 0),) * (x.ndim - 2)
-                             ).reshape(b * n, per_chunk, *x.shape[2:])
-  keep_BNxL = chunks(mask_BxE)
+  line_BxNxL, real_BxNxL = _chunk_lines(mask_BxE, n, per_chunk)
+  # One row per chunk: (B*N) x L x ...
+  chunks = lambda x: jnp.take_along_axis(
+      x, line_BxNxL.reshape(b, n * per_chunk, *(1,) * (x.ndim - 2)), axis=1
+  ).reshape(b * n, per_chunk, *x.shape[2:])
+  keep_BNxL = (chunks(mask_BxE) & real_BxNxL.reshape(b * n, per_chunk))
   written = _write(chunks(written_BxExC), keep_BNxL, prior_KxC, pinv)
   k = prior_KxC.shape[0]
   return ChunkedMemory(
