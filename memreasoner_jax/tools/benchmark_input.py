@@ -63,14 +63,17 @@ def _timed(fn: Callable[[], object], min_seconds: float = 0.0,
 def train_rate(source: pipeline.Source, batcher: batching.Batcher, batch_size: int,
                workers: int, steps: int, min_seconds: float = _MIN_SECONDS) -> float:
   """Examples per second of the training pipeline (Grain, `workers` worker processes) once
-  running: the first batch, which starts the workers, is not counted. At least `steps` batches
-  and `min_seconds`, so that the batches prefetched while the first one was awaited weigh
-  little in the rate."""
+  running: the first batch, which starts the workers, is not counted. At least `steps` batches,
+  `min_seconds`, and ten times the batches the pipeline holds ahead: those built while the
+  first one was awaited come free, and at 128k (a batch a second) a short window was mostly
+  them."""
+  prefetch = 2
   stream = pipeline.TrainIterator(source, batcher, batch_size, seed=0, process_index=0,
-                                  process_count=1, prefetch=2, workers=workers)
+                                  process_count=1, prefetch=prefetch, workers=workers)
+  ahead = prefetch * max(workers, 1)
   try:
     next(stream)
-    _, seconds_per_batch = _timed(lambda: next(stream), min_seconds, steps)
+    _, seconds_per_batch = _timed(lambda: next(stream), min_seconds, max(steps, 10 * ahead))
   finally:
     stream.close()
   return batch_size / seconds_per_batch
