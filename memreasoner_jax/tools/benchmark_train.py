@@ -36,7 +36,7 @@ def define_flags() -> None:
   """Defines the command's flags; only run as a command, so importing this module next to other
   commands (tests) never defines a flag twice."""
   global _PRESET, _TASK, _OPTIONS, _BATCH, _STEPS, _DTYPE, _PEAK, _OUT, _TOKENIZER, _MULTIPLE
-  global _PACK
+  global _PACK, _ATTENTION
   _PRESET = flags.DEFINE_enum("preset", "tiny", presets.PRESETS, "Model preset.")
   _TASK = flags.DEFINE_string("task", "qa1", "Task whose stories fill the batch.")
   _OPTIONS = flags.DEFINE_list("options", [], "configs/babi.py options, e.g. long.")
@@ -49,6 +49,7 @@ def define_flags() -> None:
                                    "(e.g. a BERT tokenizer directory for WordPiece lines).")
   _MULTIPLE = flags.DEFINE_integer("token_multiple", None, "data.token_multiple override.")
   _PACK = flags.DEFINE_bool("pack_lines", None, "data.pack_lines override.")
+  _ATTENTION = flags.DEFINE_string("attention", "", "model.attention override (xla, cudnn).")
 
 
 # Dense peak TFLOP/s per device by device_kind substring: (bfloat16, float32).
@@ -136,6 +137,8 @@ def main(argv):
     cfg.data.global_batch = _BATCH.value
   if _DTYPE.value:
     cfg.model.dtype = _DTYPE.value
+  if _ATTENTION.value:
+    cfg.model.attention = _ATTENTION.value
   if _TOKENIZER.value:
     cfg.data.encoder_tokenizer = _TOKENIZER.value
   if _MULTIPLE.value is not None:
@@ -183,7 +186,8 @@ def main(argv):
   tokens = train.count_tokens(local, pad_id)
   mfu = lambda f: None if peak is None else f / step_s / (peak * 1e12 * mesh.devices.size)
   result = {
-      "preset": _PRESET.value, "task": _TASK.value, "device": device.device_kind,
+      "preset": _PRESET.value, "task": _TASK.value, "options": _OPTIONS.value,
+      "attention": cfg.model.attention, "device": device.device_kind,
       "num_devices": mesh.devices.size, "dtype": cfg.model.dtype,
       "global_batch": cfg.data.global_batch, "batch_shape": {k: list(v.shape) for k, v in local.items()},
       "compile_s": compile_s, "step_s": step_s,
