@@ -295,6 +295,38 @@ def test_soft_combine_ignores_padding_and_empty_chunks():
   assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.abs(grad[:, 13:]).max()) == 0.0
 
 
+def test_straight_through_combine_reads_the_nearest_line_and_trains_the_chunk_choice():
+  z = _latents(24, 2, 24, 32)
+  mask = jnp.ones((2, 24), bool).at[1, 20:].set(False)
+  query_BxC = z[:, 5] + 0.5 * jax.random.normal(jax.random.PRNGKey(25), (2, 32))
+  target_BxC = z[:, 18]  # a line of another chunk than the one the query reads best
+
+  def loss(f, combine):
+    mem = memory.write_chunked(f, mask, jnp.eye(8, 32), lines_per_chunk=8)
+    readout_BxC, _, _ = memory.read_chunked(mem, query_BxC, combine=combine)
+    return jnp.sum(jnp.square(readout_BxC - target_BxC)), readout_BxC
+
+  (_, hard), grad_hard = jax.value_and_grad(loss, has_aux=True)(z, "nearest_line")
+  (_, st), grad_st = jax.value_and_grad(loss, has_aux=True)(z, "straight_through")
+  np.testing.assert_array_equal(st, hard)
+  # Only the picked chunk (lines 0..7) passes a gradient under the argmax; the straight-through
+  # rule also reaches the chunk holding the target, which is what lets the read move to it.
+  assert float(jnp.abs(grad_hard[:, 16:]).max()) == 0.0
+  assert float(jnp.abs(grad_st[:, 16:]).max()) > 1e-6
+  np.testing.assert_array_equal(grad_st[1, 20:], 0.0)  # padding lines stay untouched
+
+
+def test_an_example_of_padding_alone_reads_finite_values_with_every_rule():
+  z = _latents(26, 2, 16, 32)
+  mask = jnp.ones((2, 16), bool).at[1].set(False)
+  for combine in memory.COMBINE_RULES:
+    read = lambda f: memory.read_chunked(
+        memory.write_chunked(f, mask, jnp.eye(8, 32), lines_per_chunk=8), z[:, 3],
+        combine=combine)[0]
+    grad = jax.grad(lambda f: jnp.sum(read(f)))(z)
+    assert bool(jnp.all(jnp.isfinite(read(z)))) and bool(jnp.all(jnp.isfinite(grad))), combine
+
+
 def test_bad_shapes_name_the_argument():
   z = _latents(13, 2, 4, 8)
   with pytest.raises(ValueError, match="facts_BxExC"):

@@ -263,7 +263,7 @@ class ChunkedMemory(NamedTuple):
   keep_BxNxL: jax.Array
 
 
-COMBINE_RULES = ("nearest_line", "soft")
+COMBINE_RULES = ("nearest_line", "soft", "straight_through")
 
 
 def _chunk_lines(mask_BxE: jax.Array, n: int, per_chunk: int) -> tuple[jax.Array, jax.Array]:
@@ -342,14 +342,16 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
   """Reads every chunk with the query and combines the readouts.
 
   "nearest_line" keeps the readout whose nearest stored line has the highest cosine
-  similarity; "soft" averages readouts weighted by a softmax of that score / temperature.
+  similarity; "soft" averages readouts weighted by a softmax of that score / temperature;
+  "straight_through" keeps nearest_line's readout and takes the gradient of "soft", so the
+  choice between chunks, which the argmax leaves without a gradient, learns from the answer.
 
   Args:
     mem: from `write_chunked`.
     query_BxC: the query.
     combine: the combination rule.
     weight_noise_BxNxK: added to the read weights before the readout (Larimar's read noise).
-    temperature: of the "soft" rule.
+    temperature: of the "soft" and "straight_through" rules.
 
   Returns:
     (readout_BxC, mean read weights_BxNxK before noise, chunk scores_BxN).
@@ -367,10 +369,11 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
   sims_BxNxL = jax.vmap(cosine, in_axes=(1, 1), out_axes=1)(readouts_BxNxC, mem.lines_BxNxLxC)
   sims_BxNxL = jnp.where(mem.keep_BxNxL, sims_BxNxL, -jnp.inf)
   scores_BxN = jnp.max(sims_BxNxL, axis=-1)
-  if combine == "nearest_line":
-    pick_B = jnp.argmax(scores_BxN, axis=-1)
-    readout_BxC = jnp.take_along_axis(readouts_BxNxC, pick_B[:, None, None], axis=1)[:, 0]
-  else:
-    probs_BxN = jax.nn.softmax(scores_BxN / temperature, axis=-1)
-    readout_BxC = jnp.einsum("bn,bnc->bc", probs_BxN, readouts_BxNxC, precision=_HIGHEST)
+  pick_BxN = jax.nn.one_hot(jnp.argmax(scores_BxN, axis=-1), n)
+  if combine != "nearest_line":
+    # Empty chunks score -inf; floored, an example made only of padding gets finite weights.
+    probs_BxN = jax.nn.softmax(jnp.maximum(scores_BxN, -1e4) / temperature, axis=-1)
+    pick_BxN = probs_BxN if combine == "soft" else (
+        pick_BxN + probs_BxN - jax.lax.stop_gradient(probs_BxN))
+  readout_BxC = jnp.einsum("bn,bnc->bc", pick_BxN, readouts_BxNxC, precision=_HIGHEST)
   return readout_BxC, weights_BxNxK, scores_BxN

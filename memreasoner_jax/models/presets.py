@@ -64,7 +64,7 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   cfg.memory.mode = "single"  # single: one memory of num_slots; chunked: one per lines_per_chunk
   cfg.memory.num_slots = slots  # K of the single memory (Larimar: 512)
   cfg.memory.lines_per_chunk = 16  # chunked mode: lines per chunk, and slots per chunk memory
-  cfg.memory.combine = "nearest_line"  # chunked mode: nearest_line or soft
+  cfg.memory.combine = "nearest_line"  # chunked mode: nearest_line, soft or straight_through
   # How M^+ is computed: gram (the read as a projection onto the lines via one Cholesky of
   # their E x E Gram matrix when E <= K, else as solve), solve (regularised normal equations),
   # svd (jnp.linalg.pinv, the reference), ben_israel (Larimar's iteration) or auto (svd on
