@@ -57,6 +57,24 @@ def test_attention_equals_einsum_softmax(case):
   np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+def test_odd_lengths_padded_for_the_fused_kernel_leave_the_attention_unchanged():
+  # cuDNN's masked kernel needs even lengths; the padding is checked here with XLA's attention.
+  b, t, s, h, d = 2, 5, 7, 2, 8
+  q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (b, l, h, d))
+             for i, l in enumerate((t, s, s)))
+  visible_BxTxS = jnp.arange(s)[None, None] <= jnp.arange(t)[None, :, None] + jnp.array(
+      [[[0]], [[2]]])
+  padded = attention.even_lengths(q, k, v, visible_BxTxS)
+  assert [x.shape[1] for x in padded[:3]] == [6, 8, 8] and padded[3].shape == (b, 6, 8)
+  out = jax.nn.dot_product_attention(*padded[:3], mask=padded[3][:, None])[:, :t]
+  np.testing.assert_allclose(out, reference_attention(q, k, v, visible_BxTxS), atol=1e-5)
+  grad = jax.grad(lambda q: jnp.sum(jax.nn.dot_product_attention(
+      *attention.even_lengths(q, k, v, visible_BxTxS)[:3],
+      mask=attention.even_lengths(q, k, v, visible_BxTxS)[3][:, None])[:, :t]))(q)
+  ref_grad = jax.grad(lambda q: jnp.sum(reference_attention(q, k, v, visible_BxTxS)))(q)
+  np.testing.assert_allclose(grad, ref_grad, atol=1e-5)
+
+
 def test_unknown_attention_names_the_field():
   cfg = presets.model_config("tiny")
   cfg.attention = "flash"

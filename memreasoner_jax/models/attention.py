@@ -43,11 +43,31 @@ def attend(q_BxTxHxK: jax.Array, k_BxSxHxK: jax.Array, v_BxSxHxK: jax.Array, *,
     v_BxSxHxK = jnp.concatenate([prefix, v_BxSxHxK], axis=1)
     visible_BxTxS = jnp.concatenate([jnp.ones((b, t, n), bool), visible_BxTxS], axis=2)
   dtype = q_BxTxHxK.dtype
-  if implementation == "cudnn" and dtype == jnp.float32:
-    # The fused kernel has no float32 path.
-    q_BxTxHxK, k_BxSxHxK, v_BxSxHxK = (x.astype(jnp.bfloat16)
-                                       for x in (q_BxTxHxK, k_BxSxHxK, v_BxSxHxK))
+  if implementation == "cudnn":
+    if dtype == jnp.float32:
+      # The fused kernel has no float32 path.
+      q_BxTxHxK, k_BxSxHxK, v_BxSxHxK = (x.astype(jnp.bfloat16)
+                                         for x in (q_BxTxHxK, k_BxSxHxK, v_BxSxHxK))
+    q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, visible_BxTxS = even_lengths(
+        q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, visible_BxTxS)
   out = jax.nn.dot_product_attention(q_BxTxHxK, k_BxSxHxK.astype(q_BxTxHxK.dtype),
                                      v_BxSxHxK.astype(q_BxTxHxK.dtype),
                                      mask=visible_BxTxS[:, None], implementation=implementation)
-  return out.astype(dtype)
+  return out[:, :t].astype(dtype)
+
+
+def even_lengths(q_BxTxHxK: jax.Array, k_BxSxHxK: jax.Array, v_BxSxHxK: jax.Array,
+                 visible_BxTxS: jax.Array) -> tuple[jax.Array, ...]:
+  """Pads the query and key lengths to even numbers, which cuDNN's masked kernel needs in
+  training (jax raises "Unsupported sequence length" otherwise; the decoder has T targets and
+  T + 1 keys with its readout slot). The extra key is invisible; the extra query repeats the
+  last one's visibility, so no row is all masked, and its output is sliced off by the caller."""
+  t, s = q_BxTxHxK.shape[1], k_BxSxHxK.shape[1]
+  if s % 2:
+    k_BxSxHxK, v_BxSxHxK = (jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0)))
+                            for x in (k_BxSxHxK, v_BxSxHxK))
+    visible_BxTxS = jnp.pad(visible_BxTxS, ((0, 0), (0, 0), (0, 1)))
+  if t % 2:
+    q_BxTxHxK = jnp.pad(q_BxTxHxK, ((0, 0), (0, 1), (0, 0), (0, 0)))
+    visible_BxTxS = jnp.concatenate([visible_BxTxS, visible_BxTxS[:, -1:]], axis=1)
+  return q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, visible_BxTxS
