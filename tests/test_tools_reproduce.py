@@ -84,6 +84,14 @@ def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path):
     assert json.load(f)["cells"] == cells
   assert open(os.path.join(out, "results.md"), encoding="utf-8").read() == table
 
+  # A row trained again (its run deleted): its cells are evaluated anew, not read from the
+  # cells of the checkpoint it replaced.
+  cells_path = os.path.join(out, "eval", "qa1-memreasoner-paper", "held_out-n4", "cells.json")
+  before = os.path.getmtime(cells_path)
+  shutil.rmtree(os.path.join(out, "runs", "qa1-memreasoner-paper"))
+  _reproduce(book, out, only=["qa1-memreasoner-paper"])
+  assert os.path.getmtime(cells_path) > before
+
 
 def test_bad_plans_fail_before_any_run(tmp_path, monkeypatch):
   book = _book(tmp_path / "held_out.txt")

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -252,6 +253,10 @@ def reproduce(plan: Plan, out: str, train_runs: bool = True) -> list[dict[str, A
         continue
     elif seconds := train(row, workdir):
       timings[f"train/{row.name}"] = seconds
+      # A new run under an old name (its run folder deleted to train it again): the cells
+      # and evaluation time of the checkpoint it replaces do not carry over.
+      shutil.rmtree(os.path.join(out, "eval", row.name), ignore_errors=True)
+      timings.pop(f"eval/{row.name}", None)
     started = time.time()
     cells += evaluate(plan, row, workdir, out)
     timings[f"eval/{row.name}"] = timings.get(f"eval/{row.name}", 0.0) + time.time() - started
