@@ -130,3 +130,7 @@ def test_lever_rows_add_their_option_to_the_row_without_it():
   assert "qa1-memreasoner-all-copy-content" not in rows  # one hop: no query update to change
   assert rows["qa1-memreasoner-all-copy"].label == "memreasoner + copy qa1 (all supervision)"
   assert both.label == "memreasoner + copy + content qa2 (paper supervision)"
+  # The 1% vt1 row differs from the paper row only in its supervised fraction.
+  one, paper = rows["vt1-memreasoner-1pct-copy-content"], rows["vt1-memreasoner-paper-copy-content"]
+  assert one.overrides == {**paper.overrides, "data.sf_fraction": 0.01} and one.arg == paper.arg
+  assert one.label == "memreasoner + copy + content vt1 (1% supervision)"

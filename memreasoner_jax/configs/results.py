@@ -39,7 +39,7 @@ class Row:
   name: str  # run folder and table label
   task: str
   model: str  # memreasoner or baseline
-  supervision: str  # "paper" or "all"
+  supervision: str  # "paper", "all", "1%" (a labelled example in a hundred) or "none"
   arg: str  # configs/babi.py argument
   overrides: dict[str, object]  # --config.KEY=VALUE of the run
   lever: str = ""  # the LEVERS options the row adds, " + "-joined ("" for none)
@@ -74,6 +74,12 @@ def get_rows(arg: str = "tiny") -> list[Row]:
         rows.append(Row(f"{task}-memreasoner-{supervision}-{'-'.join(levers)}", task,
                         "memreasoner", supervision, f"{task},{preset},long{smoke}",
                         {**_MEMREASONER, "data.sf_fraction": sf, **options}, " + ".join(levers)))
+  # vt1 with one labelled example in a hundred (the paper's 2-hop fraction): its paper setting,
+  # none, collapses once every context over one chunk has two full chunks (BUILD_NOTES.md).
+  copy_content = {**LEVERS["copy"], **LEVERS["content"]}
+  rows.append(Row("vt1-memreasoner-1pct-copy-content", "vt1", "memreasoner", "1%",
+                  f"vt1,{preset},long{smoke}",
+                  {**_MEMREASONER, "data.sf_fraction": 0.01, **copy_content}, "copy + content"))
   for task in ("qa1", "qa2"):
     rows.append(Row(f"{task}-baseline", task, "baseline", "none",
                     f"{task},{preset},baseline{smoke}", {}))
