@@ -66,11 +66,14 @@ def test_odd_lengths_padded_for_the_fused_kernel_leave_the_attention_unchanged()
       [[[0]], [[2]]])
   padded = attention.even_lengths(q, k, v, visible_BxTxS)
   assert [x.shape[1] for x in padded[:3]] == [6, 8, 8] and padded[3].shape == (b, 6, 8)
-  out = jax.nn.dot_product_attention(*padded[:3], mask=padded[3][:, None])[:, :t]
+
+  def padded_attention(q):
+    q, k_pad, v_pad, visible = attention.even_lengths(q, k, v, visible_BxTxS)
+    return jax.nn.dot_product_attention(q, k_pad, v_pad, mask=visible[:, None])[:, :t]
+
+  out = padded_attention(q)
   np.testing.assert_allclose(out, reference_attention(q, k, v, visible_BxTxS), atol=1e-5)
-  grad = jax.grad(lambda q: jnp.sum(jax.nn.dot_product_attention(
-      *attention.even_lengths(q, k, v, visible_BxTxS)[:3],
-      mask=attention.even_lengths(q, k, v, visible_BxTxS)[3][:, None])[:, :t]))(q)
+  grad = jax.grad(lambda q: jnp.sum(padded_attention(q)))(q)
   ref_grad = jax.grad(lambda q: jnp.sum(reference_attention(q, k, v, visible_BxTxS)))(q)
   np.testing.assert_allclose(grad, ref_grad, atol=1e-5)
 
