@@ -31,7 +31,8 @@ def test_contract_shapes_dtypes_and_layout():
       "context_BxExT": ((2, 8, 40), np.int32), "line_mask_BxE": ((2, 8), np.bool_),
       "query_BxQ": ((2, 24), np.int32), "answer_BxA": ((2, 40), np.int32),
       "answer_mask_BxA": ((2, 40), np.bool_), "prompt_len_B": ((2,), np.int32),
-      "support_BxS": ((2, 2), np.int32), "sf_weight_B": ((2,), np.float32),
+      "support_BxS": ((2, 2), np.int32), "answer_lines_BxE": ((2, 8), np.bool_),
+      "sf_weight_B": ((2,), np.float32),
       "example_weight_B": ((2,), np.float32)}
   assert {k: (v.shape, v.dtype) for k, v in batch.items()} == expected
   context = batch["context_BxExT"]
@@ -45,6 +46,17 @@ def test_contract_shapes_dtypes_and_layout():
     assert _text(batch["query_BxQ"][b]) == ex.question
   assert batch["support_BxS"].tolist() == [[0, -1], [0, 2]]
   assert batch["example_weight_B"].tolist() == [1.0, 1.0]
+  # The lines naming each answer (bathroom; hallway), found without the support labels.
+  assert batch["answer_lines_BxE"].nonzero()[1].tolist() == [0, 2]
+  assert batch["answer_lines_BxE"].nonzero()[0].tolist() == [0, 1]
+
+
+def test_answer_lines_match_whole_words_case_folded():
+  ex = Example(context=("VAR ABCDE = 12345", "VAR FGHIJ = VAR ABCDE", "ABCDEF = 1",
+                        "Here we go."),
+               question="Which variables hold 12345?", answer="abcde FGHIJ", support=(0, 1),
+               task="vt1", index=0)
+  assert batching.answer_lines([ex], 6).tolist() == [[True, True, False, False, False, False]]
 
 
 def test_answer_sequence_prompt_and_mask():

@@ -28,14 +28,16 @@ def qa1_batch(batch_size: int, seed: int = 0, lines: int = 6, pad_lines: int = 0
       "answer_mask_BxA": np.zeros((batch_size, answer_width), bool),
       "prompt_len_B": np.zeros((batch_size,), np.int32),
       "support_BxS": np.full((batch_size, 2), -1, np.int32),
+      "answer_lines_BxE": np.zeros((batch_size, e), bool),
       "sf_weight_B": (np.arange(batch_size) < supervised * batch_size).astype(np.float32),
       "example_weight_B": np.ones((batch_size,), np.float32),
   }
   for b in range(batch_size):
-    where, last = {}, {}
+    where, last, rooms = {}, {}, []
     for i in range(lines):
       actor = ACTORS[rng.integers(len(ACTORS))]
       room = ROOMS[rng.integers(len(ROOMS))]
+      rooms.append(room)
       where[actor], last[actor] = room, i
       batch["context_BxExT"][b, i] = _encode(f"{actor} went to the {room}.", line_width)
       batch["line_mask_BxE"][b, i] = True
@@ -49,4 +51,5 @@ def qa1_batch(batch_size: int, seed: int = 0, lines: int = 6, pad_lines: int = 0
     batch["answer_mask_BxA"][b, len(prompt):len(seq)] = True
     batch["prompt_len_B"][b] = len(prompt)
     batch["support_BxS"][b, 0] = last[actor]
+    batch["answer_lines_BxE"][b, :lines] = [room == where[actor] for room in rooms]
   return batch

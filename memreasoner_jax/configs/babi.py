@@ -84,6 +84,8 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   config.model.hops.num_hops = max(_READS[t] for t in tasks)  # reads of the longest chain
 
   config.loss = losses.loss_config()
+  # Every read of a variable chain lands on a line naming one of the answer's variables.
+  config.loss.answer_read_hops = "all" if vt else "last"
 
   config.data = ml_collections.ConfigDict()
   config.data.tasks = "+".join(tasks)  # '+'-separated tasks, trained as one shuffled mixture

@@ -15,6 +15,7 @@ Keys and shapes (B batch, E lines, T tokens per line, Q query tokens, A answer t
                           (B/S)*E lines, in order, padded with (B/S)*E (no line); the encoder
                           reads only these M lines per part
   support_BxS      int32  supporting line indices in hop order, -1 padded
+  answer_lines_BxE bool   True for lines that hold a word of the answer (no label needed)
   sf_weight_B      float32 1 for examples in the supporting-fact supervised subset
   example_weight_B float32 1 for real examples, 0 for batch padding
 With `BatchShape.sequence_tokens` > 0 (the full-attention baseline's input, L tokens) also:
@@ -36,6 +37,7 @@ records).
 
 from collections.abc import Sequence
 import dataclasses
+import re
 
 import numpy as np
 
@@ -44,6 +46,23 @@ from memreasoner_jax.data import tokenizers as tokenizers_lib
 from memreasoner_jax.tasks.example import Example
 
 Batch = dict[str, np.ndarray]
+
+
+_WORD = re.compile(r"\w+")
+
+
+def answer_lines(examples: Sequence[Example], num_lines: int) -> np.ndarray:
+  """answer_lines_BxE: whether each line holds a word of its example's answer (case folded).
+
+  Derived from the answer alone, so it is known for every example; the lines that state the
+  answer are among them, with any other line that mentions the same word.
+  """
+  out_BxE = np.zeros((len(examples), num_lines), bool)
+  for b, ex in enumerate(examples):
+    words = set(_WORD.findall(ex.answer.lower()))
+    for i, line in enumerate(ex.context):
+      out_BxE[b, i] = not words.isdisjoint(_WORD.findall(line.lower()))
+  return out_BxE
 
 
 def line_buckets(base: int, max_lines: int) -> tuple[int, ...]:
@@ -258,6 +277,7 @@ class Batcher:
         "answer_mask_BxA": answer_mask_BxA,
         "prompt_len_B": prompt_len_B,
         "support_BxS": self._supports(examples),
+        "answer_lines_BxE": answer_lines(examples, num_lines),
         "sf_weight_B": sf_selected(index_B, self.sf_fraction).astype(np.float32),
         "example_weight_B": np.asarray(example_weight_B, np.float32),
     }

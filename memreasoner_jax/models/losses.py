@@ -1,4 +1,4 @@
-"""The training objective: answer, autoencoding, read KL and supporting-fact terms.
+"""The training objective: answer, autoencoding, read KL, supporting-fact and answer-read terms.
 
 Every term masks padding (tokens, lines, examples) and is a mean over what is real, so adding
 padding to a batch changes no loss.
@@ -38,6 +38,12 @@ def loss_config() -> ml_collections.ConfigDict:
   cfg.kl_cycle_steps = 2000  # cyclic KL schedule: ramp 0 -> 1 over half a cycle, then hold
   cfg.sf_weight = 1.0  # supporting-fact cross-entropy, on the supervised subset only
   cfg.sf_temperature = 0.1  # tau in softmax(sim(readout_t, line_i) / tau)
+  # A read signal without supporting-fact labels, on every example: minus the log of the read's
+  # softmax mass (at sf_temperature) on the lines that hold a word of the answer
+  # (answer_lines_BxE). `answer_read_hops`: "last" (the hop whose line states the answer: qa1,
+  # qa2) or "all" (every hop's line names part of the answer: variable tracking).
+  cfg.answer_read_weight = 0.0
+  cfg.answer_read_hops = "last"
   # With model.decoder.copy: the pointer's and the gate's terms (models/copying.py), so that
   # answers are copied wherever the selected lines hold them.
   cfg.copy_weight = 1.0
@@ -183,6 +189,26 @@ def _supporting_fact_terms(r: "memreasoner.Reasoning", batch: dict[str, jax.Arra
   return _masked_mean(ce_BxH, supervised_BxH), _masked_mean(hit_BxH, labelled_BxH)
 
 
+ANSWER_READ_HOPS = ("last", "all")
+
+
+def _answer_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array], temperature: float,
+                      hops: str) -> jax.Array:
+  """Minus the log of each hop's read mass on the lines holding an answer word, over the real
+  examples that have such a line. Any of those lines may be the fact, so the read is free to
+  choose among them (a marginal likelihood, not a label)."""
+  if hops not in ANSWER_READ_HOPS:
+    raise ValueError(f"loss.answer_read_hops must be one of {ANSWER_READ_HOPS}, got {hops!r}")
+  sims_BxHxE = r.sims_BxHxE if hops == "all" else r.sims_BxHxE[:, -1:]
+  mask_BxE = batch["line_mask_BxE"].astype(bool)
+  target_BxE = batch["answer_lines_BxE"].astype(bool) & mask_BxE
+  logits_BxHxE = jnp.where(mask_BxE[:, None], sims_BxHxE.astype(jnp.float32) / temperature, -1e9)
+  on_target_BxH = jax.nn.logsumexp(jnp.where(target_BxE[:, None], logits_BxHxE, -1e9), axis=-1)
+  nll_BxH = jax.nn.logsumexp(logits_BxHxE, axis=-1) - on_target_BxH
+  has_target_B = jnp.any(target_BxE, axis=-1) & (batch["example_weight_B"] > 0)
+  return _masked_mean(nll_BxH, jnp.broadcast_to(has_target_B[:, None], nll_BxH.shape))
+
+
 def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict[str, jax.Array],
             rng: jax.Array | None, step: jax.Array | int, cfg: ml_collections.ConfigDict, *,
             reasoning: "memreasoner.Reasoning | None" = None) -> tuple[jax.Array, dict[str, Any]]:
@@ -200,12 +226,17 @@ def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict
   ae_loss, ae_memory_loss = _reconstruction_losses(model, params, batch, r, sample_rng,
                                                    cfg.ae_lines)
   sf_loss, sf_accuracy = _supporting_fact_terms(r, batch, cfg.sf_temperature)
+  answer_read_loss = jnp.zeros(())
+  if cfg.get("answer_read_weight", 0.0):
+    answer_read_loss = _answer_read_loss(r, batch, cfg.sf_temperature,
+                                         cfg.get("answer_read_hops", "last"))
   kl = _masked_mean(r.kl_B, example_B)
   kl_scale = cfg.kl_weight * cyclic_weight(jnp.asarray(step), cfg.kl_cycle_steps)
 
   total = (cfg.answer_weight * answer_loss + cfg.ae_weight * ae_loss
            + cfg.ae_memory_weight * ae_memory_loss + cfg.sf_weight * sf_loss + kl_scale * kl
-           + cfg.get("copy_weight", 1.0) * copy_loss)
+           + cfg.get("copy_weight", 1.0) * copy_loss
+           + cfg.get("answer_read_weight", 0.0) * answer_read_loss)
   metrics = {
       "loss": total,
       "answer_loss": answer_loss,
@@ -213,6 +244,7 @@ def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict
       "ae_memory_loss": ae_memory_loss,
       "sf_loss": sf_loss,
       "copy_loss": copy_loss,
+      "answer_read_loss": answer_read_loss,
       "kl": kl,
       # Percentages, as the decoded answers' scores (babilong, exact_match) are.
       "answer_exact": 100.0 * answer_exact,
