@@ -201,6 +201,26 @@ def test_a_short_last_chunk_is_filled_up_and_cannot_win_every_read():
     assert float(memory.cosine(readout[:1], z[:1, i:i + 1])[0, 0]) > 0.9
 
 
+def test_recency_hands_a_near_tie_to_the_later_chunk_by_relative_place():
+  # The same fact stored in chunk 0 and, slightly changed, in the example's last real chunk
+  # (chunk 2 of example 0, chunk 4 of example 1): the query matches chunk 0's copy best.
+  z = _latents(15, 2, 40, 32)
+  mask = jnp.arange(40) < jnp.array([[24], [40]])
+  for b, late in enumerate((20, 36)):
+    z = z.at[b, late].set(z[b, 3] + 0.05 * z[b, 5])
+  mem = memory.write_chunked(z, mask, jnp.eye(8, 32), lines_per_chunk=8)
+  query = z[:, 3]
+  _, _, plain = memory.read_chunked(mem, query)
+  _, _, recent = memory.read_chunked(mem, query, recency=0.1)
+  np.testing.assert_array_equal(jnp.argmax(plain, axis=-1), [0, 0])
+  np.testing.assert_array_equal(jnp.argmax(recent, axis=-1), [2, 4])
+  # The bonus grows with the place among the example's real chunks: 0, 0.05, 0.1 for three
+  # chunks; 0, 0.025, ..., 0.1 for five. Empty chunks keep scoring -inf.
+  np.testing.assert_allclose(recent[0, :3] - plain[0, :3], [0.0, 0.05, 0.1], atol=1e-6)
+  np.testing.assert_allclose(recent[1] - plain[1], [0.0, 0.025, 0.05, 0.075, 0.1], atol=1e-6)
+  assert bool(jnp.all(jnp.isneginf(recent[0, 3:])))
+
+
 @pytest.mark.parametrize("pinv", memory.PINV_METHODS)
 def test_write_and_read_gradients_match_finite_differences(pinv):
   # The memory algebra runs in float32 whatever it is given (so x64 would change nothing).

@@ -25,6 +25,7 @@ class Hop(nn.Module):
     read_noise: the model has Larimar's learned Gaussian noise on the read weights.
     sample_noise: draw that noise now (training); its parameters exist either way.
     combine: how chunked memories combine their readouts (see memory.read_chunked).
+    recency: the later chunks' bonus in that choice (see memory.read_chunked).
     dtype: compute dtype of the update network; the read itself is float32.
   """
 
@@ -32,6 +33,7 @@ class Hop(nn.Module):
   read_noise: bool = False
   sample_noise: bool = False
   combine: str = "nearest_line"
+  recency: float = 0.0
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -52,7 +54,8 @@ class Hop(nn.Module):
       # Drawn per chunk, so the chunks of a bigger line bucket leave the real chunks' noise alone.
       noise_BxNxK = std_Bx1x1 * memory.normal_per_index(rng, mem.memory_BxNxKxC.shape[:3])
     readout_BxC, weights_BxNxK, _ = memory.read_chunked(
-        mem, query_BxC, combine=self.combine, weight_noise_BxNxK=noise_BxNxK)
+        mem, query_BxC, combine=self.combine, weight_noise_BxNxK=noise_BxNxK,
+        recency=self.recency)
     if sample:
       var_Bx1x1 = jnp.square(std_Bx1x1)
       kl_BxNxK = 0.5 * (jnp.square(weights_BxNxK) + var_Bx1x1 - 1.0 - jnp.log(var_Bx1x1))
@@ -91,6 +94,7 @@ class HopOperator(nn.Module):
   read_noise: bool = False
   combine: str = "nearest_line"
   dtype: jnp.dtype = jnp.float32
+  recency: float = 0.0
 
   @nn.compact
   def __call__(self, query_BxC: jax.Array, mem: memory.ChunkedMemory, lines_BxExC: jax.Array,
@@ -107,7 +111,8 @@ class HopOperator(nn.Module):
                    in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
                    out_axes=0,
                    length=self.num_hops)
-    hop = scan(self.update, self.read_noise, noisy, self.combine, self.dtype, name="hop")
+    hop = scan(self.update, self.read_noise, noisy, self.combine, self.recency, self.dtype,
+               name="hop")
     lines_BxExC = lines_BxExC.astype(jnp.float32)
     content_BxExC = lines_BxExC if content_BxExC is None else content_BxExC.astype(jnp.float32)
     _, (readouts_HxBxC, sims_HxBxE, kl_HxB) = hop(

@@ -146,8 +146,9 @@ def _reconstruction_losses(model: "memreasoner.MemReasoner", params: models.Para
   if reads_back(model, e):
     cond_Nx1xC = latents_BxRxC.reshape(n, 1, -1)
   else:
-    read_one = lambda q_BxC: memory.read_chunked(r.mem, q_BxC,
-                                                 combine=model.config.memory.combine)[0]
+    mem_cfg = model.config.memory
+    read_one = lambda q_BxC: memory.read_chunked(
+        r.mem, q_BxC, combine=mem_cfg.combine, recency=mem_cfg.get("recency", 0.0))[0]
     readouts_BxRxC = jax.vmap(read_one, in_axes=1, out_axes=1)(latents_BxRxC)
     # Both terms decode the same lines: one decoder call over both conditionings (2N sequences).
     cond_Nx1xC = jnp.concatenate([latents_BxRxC, readouts_BxRxC]).reshape(2 * n, 1, -1)
@@ -165,11 +166,11 @@ def reads_back(model: "memreasoner.MemReasoner", lines: int) -> bool:
   than slots, and exact pseudo-inverses (svd, or gram, which in that case reads through the
   lines' Gram matrix; `memory.pinv=auto` is one of the two), its read is the projection onto
   the stored lines, which returns each of them whatever the latents (so the gradients agree
-  too); a chunked read keeps its own chunk's readout, the nearest line. Equal up to rounding
-  for latents in general position; tests/test_model.py checks the two terms agree.
+  too); a chunked read keeps its own chunk's readout, the nearest line (without a recency
+  bonus, which may hand the read to a later chunk). Equal up to rounding for latents in general position; tests/test_model.py checks the two terms agree.
   """
   mem = model.config.memory
-  fits = (model.chunked and mem.combine == "nearest_line") or (
+  fits = (model.chunked and mem.combine == "nearest_line" and not mem.get("recency", 0.0)) or (
       not model.chunked and lines <= mem.num_slots)
   return mem.write_noise_std == 0 and model.pinv in ("svd", "gram") and fits
 
@@ -194,19 +195,25 @@ ANSWER_READ_HOPS = ("last", "all")
 
 def _answer_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array], temperature: float,
                       hops: str) -> jax.Array:
-  """Minus the log of each hop's read mass on the lines holding an answer word, over the real
-  examples that have such a line. Any of those lines may be the fact, so the read is free to
-  choose among them (a marginal likelihood, not a label)."""
+  """Minus the log of each hop's read mass on the lines holding an answer word that no earlier
+  hop has read, over the real examples that have such a line. Any of those lines may be the
+  fact, so the read is free to choose among them (a marginal likelihood, not a label); leaving
+  out the lines read before makes a chain's hops read different lines, not one line twice."""
   if hops not in ANSWER_READ_HOPS:
     raise ValueError(f"loss.answer_read_hops must be one of {ANSWER_READ_HOPS}, got {hops!r}")
-  sims_BxHxE = r.sims_BxHxE if hops == "all" else r.sims_BxHxE[:, -1:]
   mask_BxE = batch["line_mask_BxE"].astype(bool)
-  target_BxE = batch["answer_lines_BxE"].astype(bool) & mask_BxE
-  logits_BxHxE = jnp.where(mask_BxE[:, None], sims_BxHxE.astype(jnp.float32) / temperature, -1e9)
-  on_target_BxH = jax.nn.logsumexp(jnp.where(target_BxE[:, None], logits_BxHxE, -1e9), axis=-1)
+  e = mask_BxE.shape[1]
+  picked_BxHxE = jax.nn.one_hot(jnp.argmax(r.sims_BxHxE, axis=-1), e, dtype=jnp.int32)
+  read_before_BxHxE = (jnp.cumsum(picked_BxHxE, axis=1) - picked_BxHxE) > 0
+  target_BxHxE = (batch["answer_lines_BxE"].astype(bool) & mask_BxE)[:, None] & ~read_before_BxHxE
+  logits_BxHxE = jnp.where(mask_BxE[:, None], r.sims_BxHxE.astype(jnp.float32) / temperature,
+                           -1e9)
+  if hops == "last":
+    logits_BxHxE, target_BxHxE = logits_BxHxE[:, -1:], target_BxHxE[:, -1:]
+  on_target_BxH = jax.nn.logsumexp(jnp.where(target_BxHxE, logits_BxHxE, -1e9), axis=-1)
   nll_BxH = jax.nn.logsumexp(logits_BxHxE, axis=-1) - on_target_BxH
-  has_target_B = jnp.any(target_BxE, axis=-1) & (batch["example_weight_B"] > 0)
-  return _masked_mean(nll_BxH, jnp.broadcast_to(has_target_B[:, None], nll_BxH.shape))
+  has_target_BxH = jnp.any(target_BxHxE, axis=-1) & (batch["example_weight_B"] > 0)[:, None]
+  return _masked_mean(nll_BxH, has_target_BxH)
 
 
 def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict[str, jax.Array],

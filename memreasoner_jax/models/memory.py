@@ -338,7 +338,8 @@ def cosine(a_BxC: jax.Array, b_BxNxC: jax.Array) -> jax.Array:
 
 def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "nearest_line",
                  weight_noise_BxNxK: jax.Array | None = None,
-                 temperature: float = 0.1) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 temperature: float = 0.1,
+                 recency: float = 0.0) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Reads every chunk with the query and combines the readouts.
 
   "nearest_line" keeps the readout whose nearest stored line has the highest cosine
@@ -352,6 +353,10 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
     combine: the combination rule.
     weight_noise_BxNxK: added to the read weights before the readout (Larimar's read noise).
     temperature: of the "soft" and "straight_through" rules.
+    recency: added to each chunk's score times its place among the example's chunks (0 for the
+      first, 1 for the last), so that of two chunks that match the query about as well the
+      later one wins. The place is relative, so a story spread over 100 or 10,000 lines gives
+      its facts the same bonuses.
 
   Returns:
     (readout_BxC, mean read weights_BxNxK before noise, chunk scores_BxN).
@@ -369,6 +374,10 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
   sims_BxNxL = jax.vmap(cosine, in_axes=(1, 1), out_axes=1)(readouts_BxNxC, mem.lines_BxNxLxC)
   sims_BxNxL = jnp.where(mem.keep_BxNxL, sims_BxNxL, -jnp.inf)
   scores_BxN = jnp.max(sims_BxNxL, axis=-1)
+  if recency:
+    used_BxN = jnp.any(mem.keep_BxNxL, axis=-1)
+    last_Bx1 = jnp.maximum(jnp.sum(used_BxN, axis=-1, keepdims=True) - 1, 1)
+    scores_BxN = scores_BxN + recency * jnp.arange(n) / last_Bx1
   pick_BxN = jax.nn.one_hot(jnp.argmax(scores_BxN, axis=-1), n)
   if combine != "nearest_line":
     # Empty chunks score -inf; floored, an example made only of padding gets finite weights.

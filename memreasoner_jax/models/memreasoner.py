@@ -73,6 +73,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
        cfg.memory.mode)
   need(cfg.memory.pinv in memory.PINV_CHOICES, "memory.pinv", f"one of {memory.PINV_CHOICES}",
        cfg.memory.pinv)
+  need(cfg.memory.get("recency", 0.0) >= 0, "memory.recency", ">= 0",
+       cfg.memory.get("recency", 0.0))
   need(cfg.memory.combine in memory.COMBINE_RULES, "memory.combine",
        f"one of {memory.COMBINE_RULES}", cfg.memory.combine)
   need(cfg.hops.num_hops >= 1, "hops.num_hops", ">= 1", cfg.hops.num_hops)
@@ -125,7 +127,8 @@ class MemReasoner:
     self.temporal = temporal_lib.TemporalEncoder(config.temporal.kind, config.temporal.residual,
                                                  dtype)
     self.hops = hops_lib.HopOperator(config.hops.num_hops, config.hops.update_rule,
-                                     config.memory.read_noise, config.memory.combine, dtype)
+                                     config.memory.read_noise, config.memory.combine, dtype,
+                                     config.memory.get("recency", 0.0))
     self.decoder = decoder_lib.Decoder(config.decoder, dtype, implementation, remat)
     self.copy_head = (copying.CopyHead(config.decoder.d_model, config.decoder.vocab_size)
                       if config.decoder.get("copy", False) else None)

@@ -65,6 +65,8 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   cfg.memory.num_slots = slots  # K of the single memory (Larimar: 512)
   cfg.memory.lines_per_chunk = 16  # chunked mode: lines per chunk, and slots per chunk memory
   cfg.memory.combine = "nearest_line"  # chunked mode: nearest_line, soft or straight_through
+  # Chunked mode: a bonus of up to this much to later chunks' scores in that choice (0: none).
+  cfg.memory.recency = 0.0
   # How M^+ is computed: gram (the read as a projection onto the lines via one Cholesky of
   # their E x E Gram matrix when E <= K, else as solve), solve (regularised normal equations),
   # svd (jnp.linalg.pinv, the reference), ben_israel (Larimar's iteration) or auto (svd on
