@@ -78,6 +78,20 @@ def test_padding_lines_change_nothing_with_chunked_memory(combine):
   chex.assert_tree_all_finite((value, grads))
 
 
+def test_memory_recency_reaches_the_hops_and_a_large_one_reads_the_last_chunk():
+  chunked = {"memory.mode": "chunked", "memory.lines_per_chunk": 4, "hops.num_hops": 2}
+  plain = model_lib.MemReasoner(_config(**chunked))
+  recent = model_lib.MemReasoner(_config(**chunked, **{"memory.recency": 10.0}))
+  batch = toy_batches.qa1_batch(4, seed=7, lines=10, pad_lines=6)  # chunks 0..2 real, 3 empty
+  params = plain.init(jax.random.PRNGKey(2), batch)
+  read = lambda m: np.argmax(jax.jit(m.reason)(params, batch).sims_BxHxE, axis=-1)
+  # Every hop reads a line of the last real chunk (lines 6..9: filled up, see memory.py).
+  assert (read(recent) >= 6).all() and (read(recent) < 10).all(), read(recent)
+  assert (read(plain) < 6).any(), read(plain)
+  # The reconstruction term reads through the same rule, so it no longer equals ae_loss.
+  assert losses.reads_back(plain, 16) and not losses.reads_back(recent, 16)
+
+
 @pytest.mark.parametrize("pinv, tol", [("solve", 1e-3), ("ben_israel", 1e-5)])
 def test_solve_and_ben_israel_pseudo_inverses_agree_with_svd_in_the_model(tiny, pinv, tol):
   # Readouts within `tol` of the largest readout (the solve's ridge costs about 3e-4 of it,
