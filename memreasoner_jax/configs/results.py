@@ -27,18 +27,21 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # (models/copying.py), for answer words training never saw (the renamed splits). content: a
 # hop's query update reads what its line says, not the line's temporal neighbourhood (a
 # second hop otherwise reads the first hop's neighbours; models/hops.py).
-# steps5x: five times the tiny long schedule (3,000 steps); on 2 CPU cores about 80 minutes.
+# steps2x, steps5x: two and five times the tiny long schedule (1,200 and 3,000 steps); on 2 CPU
+# cores about 31 and 80 minutes.
 # answer_read: a read loss toward the lines holding a word of the answer, on every example; no
 # supporting-fact label is used, so a row's supervision stays what it says (models/losses.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "content": {"model.hops.update_rule": "nearest_content"},
+          "steps2x": {"training.num_steps": 1200},
           "steps5x": {"training.num_steps": 3000},
           "answer_read": {"loss.answer_read_weight": 1.0}}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
                (("copy", "answer_read"), ("qa1",)),
-               (("copy", "content", "answer_read"), ("qa2", "vt1")))
+               (("copy", "content", "answer_read"), ("qa2", "vt1")),
+               (("copy", "content", "answer_read", "steps2x"), ("qa2",)))
 
 
 @dataclasses.dataclass(frozen=True)
