@@ -167,7 +167,8 @@ def reads_back(model: "memreasoner.MemReasoner", lines: int) -> bool:
   lines' Gram matrix; `memory.pinv=auto` is one of the two), its read is the projection onto
   the stored lines, which returns each of them whatever the latents (so the gradients agree
   too); a chunked read keeps its own chunk's readout, the nearest line (without a recency
-  bonus, which may hand the read to a later chunk). Equal up to rounding for latents in general position; tests/test_model.py checks the two terms agree.
+  bonus, which may hand the read to a later chunk). Equal up to rounding for latents in
+  general position; tests/test_model.py checks the two terms agree.
   """
   mem = model.config.memory
   fits = (model.chunked and mem.combine == "nearest_line" and not mem.get("recency", 0.0)) or (
