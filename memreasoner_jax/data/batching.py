@@ -60,6 +60,8 @@ def answer_lines(examples: Sequence[Example], num_lines: int) -> np.ndarray:
   out_BxE = np.zeros((len(examples), num_lines), bool)
   for b, ex in enumerate(examples):
     words = set(_WORD.findall(ex.answer.lower()))
+    if not words:  # a question being answered: its haystack's lines need no scan
+      continue
     for i, line in enumerate(ex.context):
       out_BxE[b, i] = not words.isdisjoint(_WORD.findall(line.lower()))
   return out_BxE
