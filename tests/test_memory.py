@@ -201,24 +201,33 @@ def test_a_short_last_chunk_is_filled_up_and_cannot_win_every_read():
     assert float(memory.cosine(readout[:1], z[:1, i:i + 1])[0, 0]) > 0.9
 
 
-def test_recency_hands_a_near_tie_to_the_later_chunk_by_relative_place():
-  # The same fact stored in chunk 0 and, slightly changed, in the example's last real chunk
-  # (chunk 2 of example 0, chunk 4 of example 1): the query matches chunk 0's copy best.
+def test_line_place_is_relative_among_real_lines():
+  mask = jnp.array([[1, 1, 0, 1, 1, 0], [1, 0, 0, 0, 0, 0]], bool)
+  np.testing.assert_allclose(memory.line_place(mask),
+                             [[0, 1 / 3, 0, 2 / 3, 1, 0], [0, 0, 0, 0, 0, 0]], atol=1e-7)
+
+
+def test_recency_hands_a_near_tie_to_the_later_line_by_relative_place():
+  # The same fact stored at line 3 and, slightly changed, at a later line in the example's
+  # last real chunk (line 20 of 24 lines, line 36 of 40). The query matches line 3 best; the
+  # bonus hands the read to the later copy. (Within one chunk the readout is the same and the
+  # hop's own line similarities, which carry the bonus too, choose: tests/test_model.py.)
   z = _latents(15, 2, 40, 32)
   mask = jnp.arange(40) < jnp.array([[24], [40]])
   for b, late in enumerate((20, 36)):
     z = z.at[b, late].set(z[b, 3] + 0.05 * z[b, 5])
   mem = memory.write_chunked(z, mask, jnp.eye(8, 32), lines_per_chunk=8)
+  np.testing.assert_allclose(mem.place_BxNxL[1, 0], jnp.arange(8) / 39, atol=1e-7)
   query = z[:, 3]
-  _, _, plain = memory.read_chunked(mem, query)
-  _, _, recent = memory.read_chunked(mem, query, recency=0.1)
-  np.testing.assert_array_equal(jnp.argmax(plain, axis=-1), [0, 0])
-  np.testing.assert_array_equal(jnp.argmax(recent, axis=-1), [2, 4])
-  # The bonus grows with the place among the example's real chunks: 0, 0.05, 0.1 for three
-  # chunks; 0, 0.025, ..., 0.1 for five. Empty chunks keep scoring -inf.
-  np.testing.assert_allclose(recent[0, :3] - plain[0, :3], [0.0, 0.05, 0.1], atol=1e-6)
-  np.testing.assert_allclose(recent[1] - plain[1], [0.0, 0.025, 0.05, 0.075, 0.1], atol=1e-6)
-  assert bool(jnp.all(jnp.isneginf(recent[0, 3:])))
+  nearest = lambda readout: jnp.argmax(memory.cosine(readout, z), axis=-1)
+  plain, _, plain_scores = memory.read_chunked(mem, query)
+  recent, _, recent_scores = memory.read_chunked(mem, query, recency=0.1)
+  np.testing.assert_array_equal(nearest(plain), [3, 3])
+  np.testing.assert_array_equal(nearest(recent), [20, 36])
+  np.testing.assert_array_equal(jnp.argmax(recent_scores, axis=-1), [2, 4])
+  # A chunk's score is its best line's similarity plus 0.1 times that line's place.
+  assert float(recent_scores[0, 2] - plain_scores[0, 2]) > 0.1 * 16 / 23 - 1e-6
+  assert bool(jnp.all(jnp.isneginf(recent_scores[0, 3:])))
 
 
 @pytest.mark.parametrize("pinv", memory.PINV_METHODS)

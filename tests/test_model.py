@@ -78,18 +78,34 @@ def test_padding_lines_change_nothing_with_chunked_memory(combine):
   chex.assert_tree_all_finite((value, grads))
 
 
-def test_memory_recency_reaches_the_hops_and_a_large_one_reads_the_last_chunk():
+def test_memory_recency_reaches_the_hops_and_a_large_one_reads_the_last_line():
   chunked = {"memory.mode": "chunked", "memory.lines_per_chunk": 4, "hops.num_hops": 2}
   plain = model_lib.MemReasoner(_config(**chunked))
   recent = model_lib.MemReasoner(_config(**chunked, **{"memory.recency": 10.0}))
   batch = toy_batches.qa1_batch(4, seed=7, lines=10, pad_lines=6)  # chunks 0..2 real, 3 empty
   params = plain.init(jax.random.PRNGKey(2), batch)
-  read = lambda m: np.argmax(jax.jit(m.reason)(params, batch).sims_BxHxE, axis=-1)
-  # Every hop reads a line of the last real chunk (lines 6..9: filled up, see memory.py).
-  assert (read(recent) >= 6).all() and (read(recent) < 10).all(), read(recent)
-  assert (read(plain) < 6).any(), read(plain)
+  read = lambda m, p: np.argmax(jax.jit(m.reason)(p, batch).sims_BxHxE, axis=-1)
+  np.testing.assert_array_equal(read(recent, params), 9)  # every hop: the last real line
+  assert (read(plain, params) < 9).any(), read(plain, params)
   # The reconstruction term reads through the same rule, so it no longer equals ae_loss.
   assert losses.reads_back(plain, 16) and not losses.reads_back(recent, 16)
+
+
+def test_learned_recency_is_one_parameter_that_the_losses_move():
+  learned = model_lib.MemReasoner(_config(**{"memory.mode": "chunked", "memory.lines_per_chunk": 4,
+                                             "hops.num_hops": 2, "memory.recency": 0.5,
+                                             "memory.learn_recency": True}))
+  batch = toy_batches.qa1_batch(4, seed=7, lines=10, pad_lines=6)
+  params = learned.init(jax.random.PRNGKey(2), batch)
+  assert float(params["hops"]["hop"]["recency"]) == 0.5 == float(learned.recency(params))
+  cfg = losses.loss_config()
+  cfg.answer_read_weight = 1.0
+  grads = jax.grad(lambda p: losses.loss_fn(learned, p, batch, None, 0, cfg)[0])(params)
+  assert float(jnp.abs(grads["hops"]["hop"]["recency"])) > 0
+  # As large as the fixed one above, it reads the last line too.
+  params["hops"]["hop"]["recency"] = jnp.asarray(10.0)
+  np.testing.assert_array_equal(
+      np.argmax(jax.jit(learned.reason)(params, batch).sims_BxHxE, axis=-1), 9)
 
 
 @pytest.mark.parametrize("pinv, tol", [("solve", 1e-3), ("ben_israel", 1e-5)])

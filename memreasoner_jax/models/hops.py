@@ -25,7 +25,10 @@ class Hop(nn.Module):
     read_noise: the model has Larimar's learned Gaussian noise on the read weights.
     sample_noise: draw that noise now (training); its parameters exist either way.
     combine: how chunked memories combine their readouts (see memory.read_chunked).
-    recency: the later chunks' bonus in that choice (see memory.read_chunked).
+    recency: a bonus for later lines, times their place, in every line similarity (see
+      memory.read_chunked): of two lines about the same actor, the later one is read.
+    learn_recency: the bonus is a parameter ("recency", shared by the hops), `recency` its
+      initial value.
     dtype: compute dtype of the update network; the read itself is float32.
   """
 
@@ -34,6 +37,7 @@ class Hop(nn.Module):
   sample_noise: bool = False
   combine: str = "nearest_line"
   recency: float = 0.0
+  learn_recency: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -44,6 +48,8 @@ class Hop(nn.Module):
     `content_BxExC` are the lines' latents before temporal encoding (`nearest_content` updates
     the query from the nearest line's)."""
     c = query_BxC.shape[-1]
+    recency = (self.param("recency", nn.initializers.constant(self.recency), ())
+               if self.learn_recency else self.recency)
     noise_BxNxK, kl_B = None, jnp.zeros(query_BxC.shape[:1], jnp.float32)
     sample = self.read_noise and self.sample_noise
     if self.read_noise:
@@ -55,7 +61,7 @@ class Hop(nn.Module):
       noise_BxNxK = std_Bx1x1 * memory.normal_per_index(rng, mem.memory_BxNxKxC.shape[:3])
     readout_BxC, weights_BxNxK, _ = memory.read_chunked(
         mem, query_BxC, combine=self.combine, weight_noise_BxNxK=noise_BxNxK,
-        recency=self.recency)
+        recency=recency)
     if sample:
       var_Bx1x1 = jnp.square(std_Bx1x1)
       kl_BxNxK = 0.5 * (jnp.square(weights_BxNxK) + var_Bx1x1 - 1.0 - jnp.log(var_Bx1x1))
@@ -63,7 +69,8 @@ class Hop(nn.Module):
       # the KL grow with the line bucket.
       real_BxNx1 = jnp.any(mem.keep_BxNxL, axis=-1, keepdims=True)
       kl_B = jnp.sum(jnp.where(real_BxNx1, kl_BxNxK, 0.0), axis=(1, 2))
-    sims_BxE = jnp.where(mask_BxE, memory.cosine(readout_BxC, lines_BxExC), _MASKED_SIM)
+    sims_BxE = memory.cosine(readout_BxC, lines_BxExC) + recency * memory.line_place(mask_BxE)
+    sims_BxE = jnp.where(mask_BxE, sims_BxE, _MASKED_SIM)
     if self.update == "gru":
       next_BxC, _ = nn.GRUCell(c, dtype=self.dtype, name="gru")(query_BxC, readout_BxC)
     elif self.update == "add":
@@ -95,6 +102,7 @@ class HopOperator(nn.Module):
   combine: str = "nearest_line"
   dtype: jnp.dtype = jnp.float32
   recency: float = 0.0
+  learn_recency: bool = False
 
   @nn.compact
   def __call__(self, query_BxC: jax.Array, mem: memory.ChunkedMemory, lines_BxExC: jax.Array,
@@ -111,8 +119,8 @@ class HopOperator(nn.Module):
                    in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
                    out_axes=0,
                    length=self.num_hops)
-    hop = scan(self.update, self.read_noise, noisy, self.combine, self.recency, self.dtype,
-               name="hop")
+    hop = scan(self.update, self.read_noise, noisy, self.combine, self.recency,
+               self.learn_recency, self.dtype, name="hop")
     lines_BxExC = lines_BxExC.astype(jnp.float32)
     content_BxExC = lines_BxExC if content_BxExC is None else content_BxExC.astype(jnp.float32)
     _, (readouts_HxBxC, sims_HxBxE, kl_HxB) = hop(

@@ -148,7 +148,7 @@ def _reconstruction_losses(model: "memreasoner.MemReasoner", params: models.Para
   else:
     mem_cfg = model.config.memory
     read_one = lambda q_BxC: memory.read_chunked(
-        r.mem, q_BxC, combine=mem_cfg.combine, recency=mem_cfg.get("recency", 0.0))[0]
+        r.mem, q_BxC, combine=mem_cfg.combine, recency=model.recency(params))[0]
     readouts_BxRxC = jax.vmap(read_one, in_axes=1, out_axes=1)(latents_BxRxC)
     # Both terms decode the same lines: one decoder call over both conditionings (2N sequences).
     cond_Nx1xC = jnp.concatenate([latents_BxRxC, readouts_BxRxC]).reshape(2 * n, 1, -1)
@@ -167,11 +167,12 @@ def reads_back(model: "memreasoner.MemReasoner", lines: int) -> bool:
   lines' Gram matrix; `memory.pinv=auto` is one of the two), its read is the projection onto
   the stored lines, which returns each of them whatever the latents (so the gradients agree
   too); a chunked read keeps its own chunk's readout, the nearest line (without a recency
-  bonus, which may hand the read to a later chunk). Equal up to rounding for latents in
+  bonus, which may hand the read to a later line). Equal up to rounding for latents in
   general position; tests/test_model.py checks the two terms agree.
   """
   mem = model.config.memory
-  fits = (model.chunked and mem.combine == "nearest_line" and not mem.get("recency", 0.0)) or (
+  recency = mem.get("recency", 0.0) or mem.get("learn_recency", False)
+  fits = (model.chunked and mem.combine == "nearest_line" and not recency) or (
       not model.chunked and lines <= mem.num_slots)
   return mem.write_noise_std == 0 and model.pinv in ("svd", "gram") and fits
 

@@ -255,15 +255,26 @@ class ChunkedMemory(NamedTuple):
     memory_pinv_BxNxCxK: their pseudo-inverses, computed once for every hop's read.
     lines_BxNxLxC: the latents written into each chunk (L lines per chunk).
     keep_BxNxL: True for real lines.
+    place_BxNxL: each slot's line's place among the example's real lines (`line_place`).
   """
 
   memory_BxNxKxC: jax.Array
   memory_pinv_BxNxCxK: jax.Array
   lines_BxNxLxC: jax.Array
   keep_BxNxL: jax.Array
+  place_BxNxL: jax.Array
 
 
 COMBINE_RULES = ("nearest_line", "soft", "straight_through")
+
+
+def line_place(mask_BxE: jax.Array) -> jax.Array:
+  """place_BxE: each real line's place among its example's real lines, 0 for the first and 1
+  for the last (0 for padding). Relative, so a story spread over 40 lines or 13,000 gives its
+  facts the same places."""
+  count_BxE = jnp.cumsum(mask_BxE, axis=1) - 1
+  last_Bx1 = jnp.maximum(count_BxE[:, -1:], 1)
+  return jnp.where(mask_BxE, count_BxE / last_Bx1, 0.0).astype(jnp.float32)
 
 
 def _chunk_lines(mask_BxE: jax.Array, n: int, per_chunk: int) -> tuple[jax.Array, jax.Array]:
@@ -322,7 +333,8 @@ def write_chunked(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Ar
       memory_BxNxKxC=written.memory_BxKxC.reshape(b, n, k, c),
       memory_pinv_BxNxCxK=_memory_pinv(written, keep_BNxL, pinv).reshape(b, n, c, k),
       lines_BxNxLxC=chunks(facts_BxExC).reshape(b, n, per_chunk, c).astype(jnp.float32),
-      keep_BxNxL=keep_BNxL.reshape(b, n, per_chunk))
+      keep_BxNxL=keep_BNxL.reshape(b, n, per_chunk),
+      place_BxNxL=chunks(line_place(mask_BxE)).reshape(b, n, per_chunk))
 
 
 def cosine(a_BxC: jax.Array, b_BxNxC: jax.Array) -> jax.Array:
@@ -339,7 +351,7 @@ def cosine(a_BxC: jax.Array, b_BxNxC: jax.Array) -> jax.Array:
 def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "nearest_line",
                  weight_noise_BxNxK: jax.Array | None = None,
                  temperature: float = 0.1,
-                 recency: float = 0.0) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 recency: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Reads every chunk with the query and combines the readouts.
 
   "nearest_line" keeps the readout whose nearest stored line has the highest cosine
@@ -353,10 +365,9 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
     combine: the combination rule.
     weight_noise_BxNxK: added to the read weights before the readout (Larimar's read noise).
     temperature: of the "soft" and "straight_through" rules.
-    recency: added to each chunk's score times its place among the example's chunks (0 for the
-      first, 1 for the last), so that of two chunks that match the query about as well the
-      later one wins. The place is relative, so a story spread over 100 or 10,000 lines gives
-      its facts the same bonuses.
+    recency: added to each line's similarity times its place (`line_place`) before a chunk
+      takes its nearest line, so that of two lines that match the query about as well the
+      later one wins, whether they share a chunk or not. A float, or a learned scalar.
 
   Returns:
     (readout_BxC, mean read weights_BxNxK before noise, chunk scores_BxN).
@@ -372,12 +383,9 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
     return readouts_BxNxC[:, 0], weights_BxNxK, jnp.zeros(readouts_BxNxC.shape[:2])
   # The nearest stored line of each chunk's readout: cosine over that chunk's real lines.
   sims_BxNxL = jax.vmap(cosine, in_axes=(1, 1), out_axes=1)(readouts_BxNxC, mem.lines_BxNxLxC)
+  sims_BxNxL = sims_BxNxL + recency * mem.place_BxNxL
   sims_BxNxL = jnp.where(mem.keep_BxNxL, sims_BxNxL, -jnp.inf)
   scores_BxN = jnp.max(sims_BxNxL, axis=-1)
-  if recency:
-    used_BxN = jnp.any(mem.keep_BxNxL, axis=-1)
-    last_Bx1 = jnp.maximum(jnp.sum(used_BxN, axis=-1, keepdims=True) - 1, 1)
-    scores_BxN = scores_BxN + recency * jnp.arange(n) / last_Bx1
   pick_BxN = jax.nn.one_hot(jnp.argmax(scores_BxN, axis=-1), n)
   if combine != "nearest_line":
     # Empty chunks score -inf; floored, an example made only of padding gets finite weights.

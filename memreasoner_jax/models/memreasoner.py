@@ -128,7 +128,8 @@ class MemReasoner:
                                                  dtype)
     self.hops = hops_lib.HopOperator(config.hops.num_hops, config.hops.update_rule,
                                      config.memory.read_noise, config.memory.combine, dtype,
-                                     config.memory.get("recency", 0.0))
+                                     config.memory.get("recency", 0.0),
+                                     config.memory.get("learn_recency", False))
     self.decoder = decoder_lib.Decoder(config.decoder, dtype, implementation, remat)
     self.copy_head = (copying.CopyHead(config.decoder.d_model, config.decoder.vocab_size)
                       if config.decoder.get("copy", False) else None)
@@ -137,6 +138,12 @@ class MemReasoner:
   @property
   def chunked(self) -> bool:
     return self.config.memory.mode == "chunked"
+
+  def recency(self, params: Params) -> float | jax.Array:
+    """The reads' bonus for later lines: the config's, or the learned one."""
+    if self.config.memory.get("learn_recency", False):
+      return params["hops"]["hop"]["recency"]
+    return self.config.memory.get("recency", 0.0)
 
   @property
   def lines_per_chunk(self) -> int:

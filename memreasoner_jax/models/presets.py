@@ -65,8 +65,12 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   cfg.memory.num_slots = slots  # K of the single memory (Larimar: 512)
   cfg.memory.lines_per_chunk = 16  # chunked mode: lines per chunk, and slots per chunk memory
   cfg.memory.combine = "nearest_line"  # chunked mode: nearest_line, soft or straight_through
-  # Chunked mode: a bonus of up to this much to later chunks' scores in that choice (0: none).
+  # A bonus for later lines in every read: this much times the line's place among the
+  # example's lines (0 first, 1 last), added to its similarity (0: none). With learn_recency
+  # the bonus is a parameter starting here: explicit order that, being relative, holds over
+  # any gap, where the BiGRU forgets across thousands of filler lines (BUILD_NOTES.md).
   cfg.memory.recency = 0.0
+  cfg.memory.learn_recency = False
   # How M^+ is computed: gram (the read as a projection onto the lines via one Cholesky of
   # their E x E Gram matrix when E <= K, else as solve), solve (regularised normal equations),
   # svd (jnp.linalg.pinv, the reference), ben_israel (Larimar's iteration) or auto (svd on
