@@ -45,6 +45,7 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "answer_read"), ("qa1",)),
                (("copy", "answer_read", "order"), ("qa1",)),
                (("copy", "content", "answer_read"), ("qa2", "vt1")),
+               (("copy", "content", "answer_read", "order"), ("qa2",)),
                (("copy", "content", "answer_read", "steps2x"), ("qa2",)))
 
 
