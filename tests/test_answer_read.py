@@ -2,15 +2,11 @@
 
 import types
 
-import jax
 import numpy as np
-import optax
 import pytest
 
 from memreasoner_jax.models import losses
-from memreasoner_jax.models import memreasoner as model_lib
-from memreasoner_jax.models import presets
-from tests import toy_batches
+from tests import toy_training
 
 
 def _batch(answer_lines_BxE, line_mask_BxE, example_weight_B):
@@ -45,33 +41,9 @@ def test_loss_is_minus_log_mass_on_answer_lines_not_read_before():
     losses._answer_read_loss(r, batch, 0.1, "first")
 
 
-def _read_accuracy_after_training(answer_read_weight: float, steps: int) -> float:
-  """Share of held-out toy qa1 reads on the supporting line, trained with no support label."""
-  model = model_lib.MemReasoner(presets.model_config("tiny"))
-  cfg = losses.loss_config()
-  cfg.answer_read_weight = answer_read_weight
-  batch = toy_batches.qa1_batch(16, seed=0, lines=6, supervised=0.0)
-  params = model.init(jax.random.PRNGKey(0), batch)
-  opt = optax.adam(3e-3)
-
-  @jax.jit
-  def step(p, s, b, i):
-    grads = jax.grad(lambda q: losses.loss_fn(model, q, b, jax.random.PRNGKey(i), i, cfg)[0])(p)
-    updates, s = opt.update(grads, s, p)
-    return optax.apply_updates(p, updates), s
-
-  state = opt.init(params)
-  for i in range(steps):
-    params, state = step(params, state, toy_batches.qa1_batch(16, seed=100 + i, lines=6,
-                                                              supervised=0.0), i)
-  held_out = toy_batches.qa1_batch(64, seed=1, lines=6, supervised=0.0)
-  _, metrics = jax.jit(lambda p: losses.loss_fn(model, p, held_out, None, 0, cfg))(params)
-  return float(metrics["sf_accuracy"])
-
-
 def test_read_learns_the_supporting_line_from_the_answer_alone():
   # Six lines, so a read at random is on the supporting line 1 time in 6. No example carries a
   # label; only the answer's word points at candidate lines (the fact and other moves there).
-  with_loss = _read_accuracy_after_training(1.0, steps=150)
-  without = _read_accuracy_after_training(0.0, steps=150)
+  with_loss = toy_training.read_accuracy_after_training(1.0, steps=150)[0][6]
+  without = toy_training.read_accuracy_after_training(0.0, steps=150)[0][6]
   assert with_loss > 60.0 and with_loss > without + 25.0, (with_loss, without)
