@@ -41,6 +41,18 @@ def test_loss_is_minus_log_mass_on_answer_lines_not_read_before():
     losses._answer_read_loss(r, batch, 0.1, "first")
 
 
+def test_question_read_is_minus_log_first_hop_mass_on_question_lines():
+  sims_BxHxE = np.array([[[0.1, 0.5, 0.2], [0.9, 0.1, 0.1]],
+                         [[0.3, 0.3, 0.3], [0.1, 0.1, 0.1]]], np.float32)
+  batch = {"question_lines_BxE": np.array([[1, 0, 1], [0, 0, 0]], bool),
+           "line_mask_BxE": np.ones((2, 3), bool), "example_weight_B": np.ones(2, np.float32)}
+  r = types.SimpleNamespace(sims_BxHxE=sims_BxHxE)
+  p = np.exp(sims_BxHxE[0, 0] / 0.1) / np.exp(sims_BxHxE[0, 0] / 0.1).sum()
+  # Only example 0 has question lines; only the first hop counts.
+  np.testing.assert_allclose(losses._question_read_loss(r, batch, 0.1), -np.log(p[0] + p[2]),
+                             rtol=1e-5)
+
+
 def test_read_learns_the_supporting_line_from_the_answer_alone():
   # Six lines, so a read at random is on the supporting line 1 time in 6. No example carries a
   # label; only the answer's word points at candidate lines (the fact and other moves there).

@@ -1,5 +1,7 @@
 """Batching: the batch contract's keys, shapes, token layout, masks and errors."""
 
+import dataclasses
+
 import jax
 import ml_collections
 import numpy as np
@@ -32,7 +34,7 @@ def test_contract_shapes_dtypes_and_layout():
       "query_BxQ": ((2, 24), np.int32), "answer_BxA": ((2, 40), np.int32),
       "answer_mask_BxA": ((2, 40), np.bool_), "prompt_len_B": ((2,), np.int32),
       "support_BxS": ((2, 2), np.int32), "answer_lines_BxE": ((2, 8), np.bool_),
-      "sf_weight_B": ((2,), np.float32),
+      "question_lines_BxE": ((2, 8), np.bool_), "sf_weight_B": ((2,), np.float32),
       "example_weight_B": ((2,), np.float32)}
   assert {k: (v.shape, v.dtype) for k, v in batch.items()} == expected
   context = batch["context_BxExT"]
@@ -49,6 +51,12 @@ def test_contract_shapes_dtypes_and_layout():
   # The lines naming each answer (bathroom; hallway), found without the support labels.
   assert batch["answer_lines_BxE"].nonzero()[1].tolist() == [0, 2]
   assert batch["answer_lines_BxE"].nonzero()[0].tolist() == [0, 1]
+  # And the lines naming what the question asks about (the actor; the milk).
+  for b, ex in enumerate(examples):
+    subject = ex.question.rstrip("?").split()[-1]
+    assert batch["question_lines_BxE"][b].tolist() == [
+        subject in line for line in ex.context] + [False] * (8 - len(ex.context))
+  assert batch["question_lines_BxE"][1].nonzero()[0].tolist() == [0]
 
 
 def test_answer_lines_match_whole_words_case_folded():
@@ -57,6 +65,17 @@ def test_answer_lines_match_whole_words_case_folded():
                question="Which variables hold 12345?", answer="abcde FGHIJ", support=(0, 1),
                task="vt1", index=0)
   assert batching.answer_lines([ex], 6).tolist() == [[True, True, False, False, False, False]]
+
+
+def test_question_lines_hold_a_question_word_other_than_function_words():
+  ex = Example(context=("Mary got the football there.", "The football is here.",
+                        "Where is the kitchen?", "John went to the hallway."),
+               question="Where is the football?", answer="hallway", support=(0, 3),
+               task="qa2", index=0)
+  assert batching.question_lines([ex], 5).tolist() == [[True, True, False, False, False]]
+  # A question being answered has no answer yet and is not trained on: no scan.
+  asked = dataclasses.replace(ex, answer="")
+  assert not batching.question_lines([asked], 5).any()
 
 
 def test_answer_sequence_prompt_and_mask():

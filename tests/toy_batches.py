@@ -29,15 +29,17 @@ def qa1_batch(batch_size: int, seed: int = 0, lines: int = 6, pad_lines: int = 0
       "prompt_len_B": np.zeros((batch_size,), np.int32),
       "support_BxS": np.full((batch_size, 2), -1, np.int32),
       "answer_lines_BxE": np.zeros((batch_size, e), bool),
+      "question_lines_BxE": np.zeros((batch_size, e), bool),
       "sf_weight_B": (np.arange(batch_size) < supervised * batch_size).astype(np.float32),
       "example_weight_B": np.ones((batch_size,), np.float32),
   }
   for b in range(batch_size):
-    where, last, rooms = {}, {}, []
+    where, last, rooms, actors = {}, {}, [], []
     for i in range(lines):
       actor = ACTORS[rng.integers(len(ACTORS))]
       room = ROOMS[rng.integers(len(ROOMS))]
       rooms.append(room)
+      actors.append(actor)
       where[actor], last[actor] = room, i
       batch["context_BxExT"][b, i] = _encode(f"{actor} went to the {room}.", line_width)
       batch["line_mask_BxE"][b, i] = True
@@ -52,4 +54,5 @@ def qa1_batch(batch_size: int, seed: int = 0, lines: int = 6, pad_lines: int = 0
     batch["prompt_len_B"][b] = len(prompt)
     batch["support_BxS"][b, 0] = last[actor]
     batch["answer_lines_BxE"][b, :lines] = [room == where[actor] for room in rooms]
+    batch["question_lines_BxE"][b, :lines] = [a == actor for a in actors]
   return batch

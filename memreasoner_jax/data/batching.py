@@ -16,6 +16,7 @@ Keys and shapes (B batch, E lines, T tokens per line, Q query tokens, A answer t
                           reads only these M lines per part
   support_BxS      int32  supporting line indices in hop order, -1 padded
   answer_lines_BxE bool   True for lines that hold a word of the answer (no label needed)
+  question_lines_BxE bool True for lines that hold a word of the question, function words aside
   sf_weight_B      float32 1 for examples in the supporting-fact supervised subset
   example_weight_B float32 1 for real examples, 0 for batch padding
 With `BatchShape.sequence_tokens` > 0 (the full-attention baseline's input, L tokens) also:
@@ -35,7 +36,7 @@ computing it from the whole global batch's `sizes` (known without reading the ot
 records).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import dataclasses
 import re
 
@@ -51,20 +52,44 @@ Batch = dict[str, np.ndarray]
 _WORD = re.compile(r"\w+")
 
 
+# Words a question shares with lines that say nothing about what it asks.
+_FUNCTION_WORDS = frozenset(
+    "a above all an and are at be before by did do does find for how in is it many of on or "
+    "text that the there this to was were what where which who with".split())
+
+
+def _words(text: str) -> set[str]:
+  return set(_WORD.findall(text.lower()))
+
+
+def _lines_with_words(examples: Sequence[Example], num_lines: int,
+                      words_of: Callable[[Example], set[str]]) -> np.ndarray:
+  """Whether each line holds one of `words_of(example)` (whole words, case folded)."""
+  out_BxE = np.zeros((len(examples), num_lines), bool)
+  for b, ex in enumerate(examples):
+    words = words_of(ex)
+    # A question being answered (no answer yet) is not trained on: its lines need no scan.
+    if not words or not ex.answer:
+      continue
+    for i, line in enumerate(ex.context):
+      out_BxE[b, i] = not words.isdisjoint(_WORD.findall(line.lower()))
+  return out_BxE
+
+
 def answer_lines(examples: Sequence[Example], num_lines: int) -> np.ndarray:
   """answer_lines_BxE: whether each line holds a word of its example's answer (case folded).
 
   Derived from the answer alone, so it is known for every example; the lines that state the
   answer are among them, with any other line that mentions the same word.
   """
-  out_BxE = np.zeros((len(examples), num_lines), bool)
-  for b, ex in enumerate(examples):
-    words = set(_WORD.findall(ex.answer.lower()))
-    if not words:  # a question being answered: its haystack's lines need no scan
-      continue
-    for i, line in enumerate(ex.context):
-      out_BxE[b, i] = not words.isdisjoint(_WORD.findall(line.lower()))
-  return out_BxE
+  return _lines_with_words(examples, num_lines, lambda ex: _words(ex.answer))
+
+
+def question_lines(examples: Sequence[Example], num_lines: int) -> np.ndarray:
+  """question_lines_BxE: whether each line holds a word of its example's question other than
+  a function word ("Where is the football?": the lines that name the football; "Where is
+  Mary?": Mary's). Derived from the question alone, like `answer_lines`."""
+  return _lines_with_words(examples, num_lines, lambda ex: _words(ex.question) - _FUNCTION_WORDS)
 
 
 def line_buckets(base: int, max_lines: int) -> tuple[int, ...]:
@@ -280,6 +305,7 @@ class Batcher:
         "prompt_len_B": prompt_len_B,
         "support_BxS": self._supports(examples),
         "answer_lines_BxE": answer_lines(examples, num_lines),
+        "question_lines_BxE": question_lines(examples, num_lines),
         "sf_weight_B": sf_selected(index_B, self.sf_fraction).astype(np.float32),
         "example_weight_B": np.asarray(example_weight_B, np.float32),
     }

@@ -44,6 +44,9 @@ def loss_config() -> ml_collections.ConfigDict:
   # qa2) or "all" (every hop's line names part of the answer: variable tracking).
   cfg.answer_read_weight = 0.0
   cfg.answer_read_hops = "last"
+  # The same for the first hop, toward the lines that hold a word of the question other than a
+  # function word (question_lines_BxE): the football's lines for "Where is the football?".
+  cfg.question_read_weight = 0.0
   # With model.decoder.copy: the pointer's and the gate's terms (models/copying.py), so that
   # answers are copied wherever the selected lines hold them.
   cfg.copy_weight = 1.0
@@ -212,10 +215,28 @@ def _answer_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array], t
                            -1e9)
   if hops == "last":
     logits_BxHxE, target_BxHxE = logits_BxHxE[:, -1:], target_BxHxE[:, -1:]
+  return _read_mass_nll(logits_BxHxE, target_BxHxE, batch["example_weight_B"])
+
+
+def _read_mass_nll(logits_BxHxE: jax.Array, target_BxHxE: jax.Array,
+                   example_weight_B: jax.Array) -> jax.Array:
+  """Minus the log of the softmax mass on the target lines, over the real examples' hops that
+  have a target."""
   on_target_BxH = jax.nn.logsumexp(jnp.where(target_BxHxE, logits_BxHxE, -1e9), axis=-1)
   nll_BxH = jax.nn.logsumexp(logits_BxHxE, axis=-1) - on_target_BxH
-  has_target_BxH = jnp.any(target_BxHxE, axis=-1) & (batch["example_weight_B"] > 0)[:, None]
+  has_target_BxH = jnp.any(target_BxHxE, axis=-1) & (example_weight_B > 0)[:, None]
   return _masked_mean(nll_BxH, has_target_BxH)
+
+
+def _question_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array],
+                        temperature: float) -> jax.Array:
+  """Minus the log of the first hop's read mass on the lines that hold a word of the question
+  (any of them may be the one to read: a marginal likelihood, as `_answer_read_loss`)."""
+  mask_BxE = batch["line_mask_BxE"].astype(bool)
+  logits_Bx1xE = jnp.where(mask_BxE, r.sims_BxHxE[:, 0].astype(jnp.float32) / temperature,
+                           -1e9)[:, None]
+  target_Bx1xE = (batch["question_lines_BxE"].astype(bool) & mask_BxE)[:, None]
+  return _read_mass_nll(logits_Bx1xE, target_Bx1xE, batch["example_weight_B"])
 
 
 def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict[str, jax.Array],
@@ -239,13 +260,17 @@ def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict
   if cfg.get("answer_read_weight", 0.0):
     answer_read_loss = _answer_read_loss(r, batch, cfg.sf_temperature,
                                          cfg.get("answer_read_hops", "last"))
+  question_read_loss = jnp.zeros(())
+  if cfg.get("question_read_weight", 0.0):
+    question_read_loss = _question_read_loss(r, batch, cfg.sf_temperature)
   kl = _masked_mean(r.kl_B, example_B)
   kl_scale = cfg.kl_weight * cyclic_weight(jnp.asarray(step), cfg.kl_cycle_steps)
 
   total = (cfg.answer_weight * answer_loss + cfg.ae_weight * ae_loss
            + cfg.ae_memory_weight * ae_memory_loss + cfg.sf_weight * sf_loss + kl_scale * kl
            + cfg.get("copy_weight", 1.0) * copy_loss
-           + cfg.get("answer_read_weight", 0.0) * answer_read_loss)
+           + cfg.get("answer_read_weight", 0.0) * answer_read_loss
+           + cfg.get("question_read_weight", 0.0) * question_read_loss)
   metrics = {
       "loss": total,
       "answer_loss": answer_loss,
@@ -254,6 +279,7 @@ def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict
       "sf_loss": sf_loss,
       "copy_loss": copy_loss,
       "answer_read_loss": answer_read_loss,
+      "question_read_loss": question_read_loss,
       "kl": kl,
       # Percentages, as the decoded answers' scores (babilong, exact_match) are.
       "answer_exact": 100.0 * answer_exact,

@@ -17,6 +17,7 @@ tokens, S supporting facts):
                           encoder then reads only these
   support_BxS      int32  supporting line indices in hop order, -1 padded
   answer_lines_BxE bool   lines holding a word of the answer (losses.answer_read_weight)
+  question_lines_BxE bool lines holding a word of the question (losses.question_read_weight)
   sf_weight_B      float  1 for examples in the supporting-fact supervised subset
   example_weight_B float  1 for real examples, 0 for batch padding
 """
@@ -398,6 +399,7 @@ def batch_shapes(batch_size: int = 1, lines: int = 2, line_tokens: int = 8, quer
       "prompt_len_B": spec((b,), jnp.int32),
       "support_BxS": spec((b, supports), jnp.int32),
       "answer_lines_BxE": spec((b, e), jnp.bool_),
+      "question_lines_BxE": spec((b, e), jnp.bool_),
       "sf_weight_B": spec((b,), jnp.float32),
       "example_weight_B": spec((b,), jnp.float32),
   }
