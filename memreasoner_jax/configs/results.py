@@ -33,7 +33,6 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # supporting-fact label is used, so a row's supervision stays what it says (models/losses.py).
 # order: explicit order instead of the BiGRU: every read adds a learned bonus times the line's
 # relative place (the latest line about an actor wins over any gap; models/memory.py).
-# recency: that learned bonus with the BiGRU kept.
 # question_read: the first hop's read loss toward the lines that hold a word of the question
 # (the object's lines for qa2), on every example; no label either.
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -42,16 +41,15 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "steps5x": {"training.num_steps": 3000},
           "answer_read": {"loss.answer_read_weight": 1.0},
           "order": {"model.temporal.kind": "none", "model.memory.learn_recency": True},
-          "recency": {"model.memory.learn_recency": True},
           "question_read": {"loss.question_read_weight": 1.0}}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
                (("copy", "answer_read"), ("qa1",)),
                (("copy", "answer_read", "order"), ("qa1",)),
-               (("copy", "answer_read", "recency"), ("qa1",)),
                (("copy", "content", "answer_read"), ("qa2", "vt1")),
                (("copy", "content", "answer_read", "order"), ("qa2",)),
+               (("copy", "content", "answer_read", "order", "question_read"), ("qa2",)),
                (("copy", "content", "answer_read", "steps2x"), ("qa2",)))
 
 
