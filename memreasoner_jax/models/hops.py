@@ -43,7 +43,8 @@ class Hop(nn.Module):
   @nn.compact
   def __call__(self, query_BxC: jax.Array, rng: jax.Array, mem: memory.ChunkedMemory,
                lines_BxExC: jax.Array, mask_BxE: jax.Array, content_BxExC: jax.Array):
-    """Returns (next query_BxC, (readout_BxC, similarity to every line_BxE, read KL_B)).
+    """Returns (next query_BxC, (readout_BxC, similarity to every line_BxE (with the recency
+    bonus), read KL_B)).
 
     `content_BxExC` are the lines' latents before temporal encoding (`nearest_content` updates
     the query from the nearest line's)."""

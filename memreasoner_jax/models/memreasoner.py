@@ -54,7 +54,8 @@ class Reasoning(NamedTuple):
   query_BxC: jax.Array  # the query latent
   mem: memory.ChunkedMemory
   readouts_BxHxC: jax.Array
-  sims_BxHxE: jax.Array  # cosine of each hop's readout with every line (padding very low)
+  # Cosine of each hop's readout with every line, plus any recency bonus (padding very low).
+  sims_BxHxE: jax.Array
   kl_B: jax.Array
   cond_BxNxC: jax.Array  # the decoder's conditioning vectors
   copy: copying.CopySource | None = None  # the selected lines' tokens (model.decoder.copy)
