@@ -50,6 +50,8 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "content", "answer_read"), ("qa2", "vt1")),
                (("copy", "content", "answer_read", "order"), ("qa2",)),
                (("copy", "content", "answer_read", "order", "question_read"), ("qa2",)),
+               (("copy", "content", "answer_read", "order", "question_read", "steps2x"),
+                ("qa2",)),
                (("copy", "content", "answer_read", "steps2x"), ("qa2",)))
 
 
