@@ -210,21 +210,24 @@ def _answer_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array], t
   e = mask_BxE.shape[1]
   picked_BxHxE = jax.nn.one_hot(jnp.argmax(r.sims_BxHxE, axis=-1), e, dtype=jnp.int32)
   read_before_BxHxE = (jnp.cumsum(picked_BxHxE, axis=1) - picked_BxHxE) > 0
-  target_BxHxE = (batch["answer_lines_BxE"].astype(bool) & mask_BxE)[:, None] & ~read_before_BxHxE
-  logits_BxHxE = jnp.where(mask_BxE[:, None], r.sims_BxHxE.astype(jnp.float32) / temperature,
-                           -1e9)
+  target_BxHxE = batch["answer_lines_BxE"].astype(bool)[:, None] & ~read_before_BxHxE
+  sims_BxHxE = r.sims_BxHxE
   if hops == "last":
-    logits_BxHxE, target_BxHxE = logits_BxHxE[:, -1:], target_BxHxE[:, -1:]
-  return _read_mass_nll(logits_BxHxE, target_BxHxE, batch["example_weight_B"])
+    sims_BxHxE, target_BxHxE = sims_BxHxE[:, -1:], target_BxHxE[:, -1:]
+  return _read_mass_nll(sims_BxHxE, target_BxHxE, batch, temperature)
 
 
-def _read_mass_nll(logits_BxHxE: jax.Array, target_BxHxE: jax.Array,
-                   example_weight_B: jax.Array) -> jax.Array:
-  """Minus the log of the softmax mass on the target lines, over the real examples' hops that
-  have a target."""
+def _read_mass_nll(sims_BxHxE: jax.Array, target_BxHxE: jax.Array,
+                   batch: dict[str, jax.Array], temperature: float) -> jax.Array:
+  """Minus the log of the read's softmax mass (over the real lines, at `temperature`) on the
+  target lines among them, over the real examples' hops that have a target."""
+  mask_BxE = batch["line_mask_BxE"].astype(bool)
+  logits_BxHxE = jnp.where(mask_BxE[:, None], sims_BxHxE.astype(jnp.float32) / temperature,
+                           -1e9)
+  target_BxHxE = target_BxHxE & mask_BxE[:, None]
   on_target_BxH = jax.nn.logsumexp(jnp.where(target_BxHxE, logits_BxHxE, -1e9), axis=-1)
   nll_BxH = jax.nn.logsumexp(logits_BxHxE, axis=-1) - on_target_BxH
-  has_target_BxH = jnp.any(target_BxHxE, axis=-1) & (example_weight_B > 0)[:, None]
+  has_target_BxH = jnp.any(target_BxHxE, axis=-1) & (batch["example_weight_B"] > 0)[:, None]
   return _masked_mean(nll_BxH, has_target_BxH)
 
 
@@ -232,11 +235,8 @@ def _question_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array],
                         temperature: float) -> jax.Array:
   """Minus the log of the first hop's read mass on the lines that hold a word of the question
   (any of them may be the one to read: a marginal likelihood, as `_answer_read_loss`)."""
-  mask_BxE = batch["line_mask_BxE"].astype(bool)
-  logits_Bx1xE = jnp.where(mask_BxE, r.sims_BxHxE[:, 0].astype(jnp.float32) / temperature,
-                           -1e9)[:, None]
-  target_Bx1xE = (batch["question_lines_BxE"].astype(bool) & mask_BxE)[:, None]
-  return _read_mass_nll(logits_Bx1xE, target_Bx1xE, batch["example_weight_B"])
+  target_Bx1xE = batch["question_lines_BxE"].astype(bool)[:, None]
+  return _read_mass_nll(r.sims_BxHxE[:, :1], target_Bx1xE, batch, temperature)
 
 
 def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict[str, jax.Array],
