@@ -139,21 +139,22 @@ def test_lines_encoded_in_chunks_give_the_latents_of_one_pass(tiny):
   np.testing.assert_allclose(r_chunked.readouts_BxHxC, r.readouts_BxHxC, atol=1e-5)
 
 
-@pytest.mark.parametrize("rule", hops_lib.UPDATE_RULES)
-def test_scanned_hops_equal_an_unrolled_loop(rule):
+@pytest.mark.parametrize("rule,before_gate", [(rule, False) for rule in hops_lib.UPDATE_RULES]
+                         + [("nearest_content", True)])
+def test_scanned_hops_equal_an_unrolled_loop(rule, before_gate):
   b, e, c, hops = 3, 9, 16, 3
   z = jax.random.normal(jax.random.PRNGKey(2), (b, e, c))
   mask = jnp.ones((b, e), bool).at[0, 6:].set(False)
   mem = memory.write_chunked(z, mask, jnp.eye(12, c))
   query = jax.random.normal(jax.random.PRNGKey(3), (b, c))
-  op = hops_lib.HopOperator(hops, rule)
+  op = hops_lib.HopOperator(hops, rule, before_gate=before_gate)
   params = op.init(jax.random.PRNGKey(4), query, mem, z, mask)
   readouts, sims, _ = op.apply(params, query, mem, z, mask)
-  step = hops_lib.Hop(rule)
-  u = query
+  step = hops_lib.Hop(rule, before_gate=before_gate)
+  carry = (query, jnp.full((b,), 2.0))  # the first hop cuts no line
   for h in range(hops):
-    u, (readout, sim, _) = step.apply({"params": params.get("params", {}).get("hop", {})}, u,
-                                      jax.random.PRNGKey(0), mem, z, mask, z)
+    carry, (readout, sim, _) = step.apply({"params": params.get("params", {}).get("hop", {})},
+                                          carry, jax.random.PRNGKey(0), mem, z, mask, z)
     np.testing.assert_allclose(readouts[:, h], readout, atol=1e-6)
     np.testing.assert_allclose(sims[:, h], sim, atol=1e-6)
 

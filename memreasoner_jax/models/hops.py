@@ -15,6 +15,11 @@ PAPER_UPDATE_RULES = ("gru", "add", "linear", "nearest_fact")
 UPDATE_RULES = PAPER_UPDATE_RULES + ("nearest_content",)
 # Similarity given to padding lines: far below any cosine, yet finite for the losses.
 _MASKED_SIM = -1e4
+# The first hop's cutoff: after every line's place (places run from 0 to 1), so it cuts none.
+_NO_CUTOFF = 2.0
+# The before gate's starting bias: the gate starts near open (0.12 of the full cut), so the
+# gradient, not the initialisation, decides which questions cut.
+_BEFORE_GATE_BIAS = -2.0
 
 
 class Hop(nn.Module):
@@ -29,6 +34,10 @@ class Hop(nn.Module):
       memory.read_chunked): of two lines about the same actor, the later one is read.
     learn_recency: the bonus is a parameter ("recency", shared by the hops), `recency` its
       initial value.
+    before_gate: a learned gate on the query may cut, in this hop's read, the lines after the
+      line the previous hop read (see memory.order_bonus). "Where is the football?" after
+      "John dropped the football" asks where John was before the drop, not where he went next;
+      after "John picked up the football", where he is now.
     dtype: compute dtype of the update network; the read itself is float32.
   """
 
@@ -38,19 +47,29 @@ class Hop(nn.Module):
   combine: str = "nearest_line"
   recency: float = 0.0
   learn_recency: bool = False
+  before_gate: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, query_BxC: jax.Array, rng: jax.Array, mem: memory.ChunkedMemory,
-               lines_BxExC: jax.Array, mask_BxE: jax.Array, content_BxExC: jax.Array):
-    """Returns (next query_BxC, (readout_BxC, similarity to every line_BxE (with the recency
-    bonus), read KL_B)).
+  def __call__(self, carry: tuple[jax.Array, jax.Array], rng: jax.Array,
+               mem: memory.ChunkedMemory, lines_BxExC: jax.Array, mask_BxE: jax.Array,
+               content_BxExC: jax.Array):
+    """Returns ((next query_BxC, next cutoff_B), (readout_BxC, similarity to every line_BxE
+    (with the order terms), read KL_B)).
 
+    The carry is the query and the place of the line the previous hop read (the cutoff).
     `content_BxExC` are the lines' latents before temporal encoding (`nearest_content` updates
     the query from the nearest line's)."""
+    query_BxC, cutoff_B = carry
     c = query_BxC.shape[-1]
     recency = (self.param("recency", nn.initializers.constant(self.recency), ())
                if self.learn_recency else self.recency)
+    gate_B = None
+    if self.before_gate:
+      gate_B = nn.sigmoid(nn.Dense(
+          1, kernel_init=nn.initializers.zeros,
+          bias_init=nn.initializers.constant(_BEFORE_GATE_BIAS),
+          name="before_gate")(query_BxC.astype(jnp.float32))[:, 0])
     noise_BxNxK, kl_B = None, jnp.zeros(query_BxC.shape[:1], jnp.float32)
     sample = self.read_noise and self.sample_noise
     if self.read_noise:
@@ -62,7 +81,7 @@ class Hop(nn.Module):
       noise_BxNxK = std_Bx1x1 * memory.normal_per_index(rng, mem.memory_BxNxKxC.shape[:3])
     readout_BxC, weights_BxNxK, _ = memory.read_chunked(
         mem, query_BxC, combine=self.combine, weight_noise_BxNxK=noise_BxNxK,
-        recency=recency)
+        recency=recency, cutoff_B=cutoff_B, gate_B=gate_B)
     if sample:
       var_Bx1x1 = jnp.square(std_Bx1x1)
       kl_BxNxK = 0.5 * (jnp.square(weights_BxNxK) + var_Bx1x1 - 1.0 - jnp.log(var_Bx1x1))
@@ -70,8 +89,12 @@ class Hop(nn.Module):
       # the KL grow with the line bucket.
       real_BxNx1 = jnp.any(mem.keep_BxNxL, axis=-1, keepdims=True)
       kl_B = jnp.sum(jnp.where(real_BxNx1, kl_BxNxK, 0.0), axis=(1, 2))
-    sims_BxE = memory.cosine(readout_BxC, lines_BxExC) + recency * memory.line_place(mask_BxE)
+    place_BxE = memory.line_place(mask_BxE)
+    sims_BxE = memory.cosine(readout_BxC, lines_BxExC) + memory.order_bonus(
+        place_BxE, recency, cutoff_B, gate_B)
     sims_BxE = jnp.where(mask_BxE, sims_BxE, _MASKED_SIM)
+    pick_B = jnp.argmax(sims_BxE, axis=-1)
+    next_cutoff_B = jnp.take_along_axis(place_BxE, pick_B[:, None], axis=1)[:, 0]
     if self.update == "gru":
       next_BxC, _ = nn.GRUCell(c, dtype=self.dtype, name="gru")(query_BxC, readout_BxC)
     elif self.update == "add":
@@ -80,18 +103,16 @@ class Hop(nn.Module):
       next_BxC = nn.Dense(c, dtype=self.dtype, name="linear")(
           jnp.concatenate([query_BxC, readout_BxC.astype(query_BxC.dtype)], axis=-1))
     elif self.update == "nearest_fact":
-      pick_B = jnp.argmax(sims_BxE, axis=-1)
       next_BxC = jnp.take_along_axis(lines_BxExC, pick_B[:, None, None], axis=1)[:, 0]
     elif self.update == "nearest_content":
       # The GRU reads what the found line says, not where it stands: a temporally encoded
       # readout carries the line's neighbourhood, and a second hop fed with it reads the lines
       # next to the first hop's (measured on qa2, BUILD_NOTES.md).
-      pick_B = jnp.argmax(sims_BxE, axis=-1)
       found_BxC = jnp.take_along_axis(content_BxExC, pick_B[:, None, None], axis=1)[:, 0]
       next_BxC, _ = nn.GRUCell(c, dtype=self.dtype, name="gru")(query_BxC, found_BxC)
     else:
       raise ValueError(f"hop update must be one of {UPDATE_RULES}, got {self.update!r}")
-    return next_BxC.astype(query_BxC.dtype), (readout_BxC, sims_BxE, kl_B)
+    return (next_BxC.astype(query_BxC.dtype), next_cutoff_B), (readout_BxC, sims_BxE, kl_B)
 
 
 class HopOperator(nn.Module):
@@ -104,6 +125,7 @@ class HopOperator(nn.Module):
   dtype: jnp.dtype = jnp.float32
   recency: float = 0.0
   learn_recency: bool = False
+  before_gate: bool = False
 
   @nn.compact
   def __call__(self, query_BxC: jax.Array, mem: memory.ChunkedMemory, lines_BxExC: jax.Array,
@@ -121,10 +143,11 @@ class HopOperator(nn.Module):
                    out_axes=0,
                    length=self.num_hops)
     hop = scan(self.update, self.read_noise, noisy, self.combine, self.recency,
-               self.learn_recency, self.dtype, name="hop")
+               self.learn_recency, self.before_gate, self.dtype, name="hop")
     lines_BxExC = lines_BxExC.astype(jnp.float32)
     content_BxExC = lines_BxExC if content_BxExC is None else content_BxExC.astype(jnp.float32)
+    cutoff_B = jnp.full(query_BxC.shape[:1], _NO_CUTOFF, jnp.float32)
     _, (readouts_HxBxC, sims_HxBxE, kl_HxB) = hop(
-        query_BxC, rngs_H, mem, lines_BxExC, mask_BxE, content_BxExC)
+        (query_BxC, cutoff_B), rngs_H, mem, lines_BxExC, mask_BxE, content_BxExC)
     return (jnp.swapaxes(readouts_HxBxC, 0, 1), jnp.swapaxes(sims_HxBxE, 0, 1),
             kl_HxB.sum(axis=0))

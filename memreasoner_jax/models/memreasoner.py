@@ -131,7 +131,8 @@ class MemReasoner:
     self.hops = hops_lib.HopOperator(config.hops.num_hops, config.hops.update_rule,
                                      config.memory.read_noise, config.memory.combine, dtype,
                                      config.memory.get("recency", 0.0),
-                                     config.memory.get("learn_recency", False))
+                                     config.memory.get("learn_recency", False),
+                                     config.hops.get("before_gate", False))
     self.decoder = decoder_lib.Decoder(config.decoder, dtype, implementation, remat)
     self.copy_head = (copying.CopyHead(config.decoder.d_model, config.decoder.vocab_size)
                       if config.decoder.get("copy", False) else None)

@@ -82,6 +82,9 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   cfg.hops = ml_collections.ConfigDict()
   cfg.hops.num_hops = 1  # H reads of the memory
   cfg.hops.update_rule = "gru"  # query update: gru, add, linear, nearest_fact, nearest_content
+  # A learned gate on each hop's query that may cut the lines after the previous hop's line
+  # from its read (qa2: after "John dropped the football", where John was before; hops.py).
+  cfg.hops.before_gate = False
 
   cfg.decoder = ml_collections.ConfigDict()
   cfg.decoder.num_layers = dec_l  # transformer blocks (L)
