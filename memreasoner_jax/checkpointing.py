@@ -110,7 +110,8 @@ EXECUTION_FIELDS = ("model.attention", "model.remat", "model.memory.pinv",
 # Model fields added after checkpoints were written, with the value a checkpoint without one
 # was trained with (the model reads them with the same default).
 ADDED_FIELDS = {"model.decoder.copy": False, "model.memory.recency": 0.0,
-                "model.memory.learn_recency": False, "model.hops.before_gate": False}
+                "model.memory.learn_recency": False, "model.hops.before_gate": False,
+                "model.decoder.copy_written": False}
 
 
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -28,7 +28,9 @@ def task_names(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
   return names
 
 
-def make_batcher(cfg: ml_collections.ConfigDict) -> batching.Batcher:
+def make_batcher(cfg: ml_collections.ConfigDict, read_targets: bool = False) -> batching.Batcher:
+  """The Batcher of data config `cfg`; `read_targets` for the read losses' inputs (see
+  `losses.uses_read_targets`)."""
   encoder_tokenizer = tokenizers.from_spec(cfg.encoder_tokenizer)
   decoder_tokenizer = tokenizers.from_spec(cfg.decoder_tokenizer) if cfg.decoder_tokenizer else None
   shape = batching.BatchShape(
@@ -37,7 +39,8 @@ def make_batcher(cfg: ml_collections.ConfigDict) -> batching.Batcher:
       line_buckets=batching.line_buckets(cfg.line_bucket, cfg.max_lines),
       sequence_tokens=cfg.sequence_tokens, token_multiple=cfg.get("token_multiple", 0),
       pack_lines=cfg.get("pack_lines", False))
-  return batching.Batcher(shape, encoder_tokenizer, decoder_tokenizer, sf_fraction=cfg.sf_fraction)
+  return batching.Batcher(shape, encoder_tokenizer, decoder_tokenizer, sf_fraction=cfg.sf_fraction,
+                          read_targets=read_targets)
 
 
 def _fit_lines(examples: list[Example], cfg: ml_collections.ConfigDict) -> list[Example]:

@@ -34,6 +34,7 @@ from memreasoner_jax import evaluate as evaluate_lib
 from memreasoner_jax import input_pipeline as input_lib
 from memreasoner_jax import metric_writers
 from memreasoner_jax import models
+from memreasoner_jax.models import losses
 from memreasoner_jax import optimizer as optimizer_lib
 from memreasoner_jax.pretrained import hf_import
 from memreasoner_jax import sharding as sharding_lib
@@ -215,7 +216,7 @@ def setup(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
                jax.process_count())
 
   # Input pipeline: the same generated datasets on every host, each host reads its own rows.
-  batcher = input_lib.make_batcher(cfg.data)
+  batcher = input_lib.make_batcher(cfg.data, losses.uses_read_targets(cfg.loss))
   for part, tok in (("encoder", batcher.encoder_tokenizer), ("decoder", batcher.decoder_tokenizer)):
     if tok.vocab_size > cfg.model[part].vocab_size:
       raise ValueError(f"tokenizer {tok.spec!r} has {tok.vocab_size} ids but "

@@ -1,6 +1,7 @@
 """Batching: the batch contract's keys, shapes, token layout, masks and errors."""
 
 import dataclasses
+import re
 
 import jax
 import ml_collections
@@ -12,6 +13,7 @@ from memreasoner_jax.data import batching
 from memreasoner_jax.data import lines
 from memreasoner_jax.data import tokenizers
 from memreasoner_jax import inference
+from memreasoner_jax.models import losses
 from memreasoner_jax import input_pipeline as input_lib
 from memreasoner_jax import sharding
 from memreasoner_jax.tasks.example import Example
@@ -65,6 +67,34 @@ def test_answer_lines_match_whole_words_case_folded():
                question="Which variables hold 12345?", answer="abcde FGHIJ", support=(0, 1),
                task="vt1", index=0)
   assert batching.answer_lines([ex], 6).tolist() == [[True, True, False, False, False, False]]
+
+
+def test_word_lines_are_whole_tokens_across_the_line_boundaries_of_one_scan():
+  # The scan runs over the joined context: a word split by a line end, a word inside a longer
+  # one, a possessive, an empty line and a character whose lower case is longer must all give
+  # what comparing each line's own tokens gives.
+  context = ("Mary", "went to the Kitchen's door", "", "İstanbul kitchen", "kitchenette",
+             "mary-ann", "x kitchen")
+  ex = Example(context=context, question="Where is Mary?", answer="kitchen", support=(1,),
+               task="qa1", index=0)
+  by_line = [[bool({"kitchen"} & set(re.findall(r"\w+", line.lower()))) for line in context]]
+  assert batching.answer_lines([ex], 7).tolist() == by_line
+  assert batching.question_lines([ex], 8)[0].nonzero()[0].tolist() == [0, 5]
+
+
+def test_read_targets_are_left_out_when_no_read_loss_uses_them():
+  examples = [data_fixtures.qa1_examples(3)[2], data_fixtures.QA2_STORY]
+  full = batching.Batcher(SHAPE, BYTE)(examples)
+  bare = batching.Batcher(SHAPE, BYTE, read_targets=False)(examples)
+  targets = {"answer_lines_BxE", "question_lines_BxE"}
+  assert all(full[key].any() and not bare[key].any() for key in targets)
+  for key in set(full) - targets:
+    np.testing.assert_array_equal(full[key], bare[key], err_msg=key)
+  cfg = losses.loss_config()
+  assert not losses.uses_read_targets(cfg)
+  cfg.question_read_weight = 1.0
+  assert losses.uses_read_targets(cfg)
+  assert input_lib.make_batcher(babi.get_config("qa1,tiny").data, True).read_targets
 
 
 def test_question_lines_hold_a_question_word_other_than_function_words():

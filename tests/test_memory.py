@@ -371,3 +371,16 @@ def test_bad_shapes_name_the_argument():
     memory.read(mem, jnp.ones((2, 7)))
   with pytest.raises(ValueError, match="pinv method"):
     memory.pseudo_inverse(z, "qr")
+
+
+def test_order_bonus_takes_the_gated_penalty_off_every_line_after_the_cutoff():
+  place_BxE = jnp.array([[0.0, 0.5, 1.0], [0.0, 0.5, 1.0]])
+  cutoff_B, gate_B = jnp.array([0.5, 0.5]), jnp.array([1.0, 0.25])
+  bonus = memory.order_bonus(place_BxE, 0.2, cutoff_B, gate_B)
+  p = memory.BEFORE_PENALTY
+  np.testing.assert_allclose(bonus, [[0.0, 0.1, 0.2 - p], [0.0, 0.1, 0.2 - 0.25 * p]],
+                             atol=1e-6)
+  # Chunked places (B x N x L) are cut per example the same way.
+  chunked = memory.order_bonus(place_BxE.reshape(2, 3, 1), 0.2, cutoff_B, gate_B)
+  np.testing.assert_allclose(chunked.reshape(2, 3), bonus, atol=1e-6)
+  np.testing.assert_allclose(memory.order_bonus(place_BxE, 0.2), 0.2 * place_BxE)

@@ -159,6 +159,45 @@ def test_scanned_hops_equal_an_unrolled_loop(rule, before_gate):
     np.testing.assert_allclose(sims[:, h], sim, atol=1e-6)
 
 
+def test_a_closed_before_gate_reads_no_line_after_the_previous_hops_line():
+  b, e, c, hops = 4, 40, 16, 3
+  z = jax.random.normal(jax.random.PRNGKey(2), (b, e, c))
+  mask = jnp.ones((b, e), bool)
+  mem = memory.write_chunked(z, mask, jnp.eye(12, c))  # four chunks: the cut spans memories
+  query = jax.random.normal(jax.random.PRNGKey(3), (b, c))
+  gated = hops_lib.HopOperator(hops, "nearest_content", before_gate=True)
+  params = gated.init(jax.random.PRNGKey(4), query, mem, z, mask)
+
+  def picks(bias):
+    hop = dict(params["params"]["hop"])
+    hop["before_gate"] = {**hop["before_gate"], "bias": jnp.full((1,), bias)}
+    _, sims_BxHxE, _ = gated.apply({"params": {"hop": hop}}, query, mem, z, mask)
+    return sims_BxHxE, np.asarray(jnp.argmax(sims_BxHxE, axis=-1))
+
+  plain = hops_lib.HopOperator(hops, "nearest_content")
+  ungated = {"hop": {k: v for k, v in params["params"]["hop"].items() if k != "before_gate"}}
+  _, plain_sims, _ = plain.apply({"params": ungated}, query, mem, z, mask)
+  open_sims, open_picks = picks(-30.0)
+  np.testing.assert_allclose(open_sims, plain_sims, atol=1e-5)  # an open gate cuts nothing
+  _, closed = picks(30.0)
+  assert np.all(closed[:, 1:] <= closed[:, :-1]), closed
+  assert np.any(open_picks[:, 1:] > open_picks[:, :-1]), open_picks  # the cut mattered
+
+
+def test_the_before_gate_learns_from_the_read():
+  b, e, c = 2, 10, 8
+  z = jax.random.normal(jax.random.PRNGKey(2), (b, e, c))
+  mask = jnp.ones((b, e), bool)
+  mem = memory.write_chunked(z, mask, jnp.eye(12, c))
+  query = jax.random.normal(jax.random.PRNGKey(3), (b, c))
+  op = hops_lib.HopOperator(2, "nearest_content", before_gate=True)
+  params = op.init(jax.random.PRNGKey(4), query, mem, z, mask)
+  # A read loss on the second hop toward the first line, before any first-hop line.
+  loss = lambda p: -jnp.mean(jax.nn.log_softmax(op.apply(p, query, mem, z, mask)[1][:, 1] / 0.1)[:, 0])
+  grads = jax.grad(loss)(params)["params"]["hop"]["before_gate"]
+  assert float(jnp.abs(grads["bias"]).sum()) > 0 and float(jnp.abs(grads["kernel"]).sum()) > 0
+
+
 def test_nearest_content_updates_the_query_from_the_found_line_before_temporal_encoding():
   b, e, c = 2, 8, 16
   zt = jax.random.normal(jax.random.PRNGKey(2), (b, e, c))  # the written, temporal latents
@@ -204,13 +243,17 @@ def test_kv_cache_decoding_matches_full_recompute(tiny, condition):
   np.testing.assert_allclose(logits, logits_ref, atol=1e-4)
 
 
-def test_copying_decodes_the_same_with_and_without_the_cache_and_trains_every_part(tiny):
+@pytest.mark.parametrize("written", [False, True])
+def test_copying_decodes_the_same_with_and_without_the_cache_and_trains_every_part(tiny, written):
   _, _, batch = tiny
   model = model_lib.MemReasoner(_config(**{"hops.num_hops": 2, "decoder.condition": "facts",
-                                           "decoder.copy": True}))
+                                           "decoder.copy": True,
+                                           "decoder.copy_written": written}))
   params = model.init(jax.random.PRNGKey(7), batch)
   assert set(params["copy"]) == {"key", "previous_key", "previous_token",
-                                 "second_previous_token", "query", "pointed_token", "gate"}
+                                 "second_previous_token", "query", "pointed_token", "gate"} | (
+                                     {"written_token", "second_written_token"} if written
+                                     else set())
   tokens, logits, _ = jax.jit(lambda p, b: model.generate(p, b, 8))(params, batch)
   tokens_ref, logits_ref, _ = jax.jit(lambda p, b: model.generate(p, b, 8, use_cache=False))(
       params, batch)

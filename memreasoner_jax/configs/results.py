@@ -35,6 +35,7 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # relative place (the latest line about an actor wins over any gap; models/memory.py).
 # question_read: the first hop's read loss toward the lines that hold a word of the question
 # (the object's lines for qa2), on every example; no label either.
+# copy_written: the copy pointer's queries hold the two tokens just written (models/copying.py).
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -44,12 +45,14 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "answer_read": {"loss.answer_read_weight": 1.0},
           "order": {"model.temporal.kind": "none", "model.memory.learn_recency": True},
           "question_read": {"loss.question_read_weight": 1.0},
-          "before_read": {"model.hops.before_gate": True}}
+          "before_read": {"model.hops.before_gate": True},
+          "copy_written": {"model.decoder.copy_written": True}}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
                (("copy", "answer_read"), ("qa1",)),
                (("copy", "answer_read", "order"), ("qa1",)),
+               (("copy", "copy_written", "answer_read", "order"), ("qa1",)),
                (("copy", "content", "answer_read"), ("qa2", "vt1")),
                (("copy", "content", "answer_read", "order"), ("qa2",)),
                (("copy", "content", "answer_read", "order", "question_read"), ("qa2",)),

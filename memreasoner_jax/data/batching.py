@@ -62,17 +62,41 @@ def _words(text: str) -> set[str]:
   return set(_WORD.findall(text.lower()))
 
 
+def _is_word_char(char: str) -> bool:
+  """What `\\w` matches in a str pattern: a letter, digit or numeral, or the underscore."""
+  return char.isalnum() or char == "_"
+
+
 def _lines_with_words(examples: Sequence[Example], num_lines: int,
                       words_of: Callable[[Example], set[str]]) -> np.ndarray:
-  """Whether each line holds one of `words_of(example)` (whole words, case folded)."""
+  """Whether each line holds one of `words_of(example)` (whole words, case folded).
+
+  Each word is found by `str.find` in the example's whole lowered context and kept where no
+  word character touches it, so the result is that of comparing each line's `_WORD` tokens
+  with the words, at a fraction of the cost of scanning thousands of haystack lines one by one
+  in Python (measured in BUILD_NOTES.md).
+  """
   out_BxE = np.zeros((len(examples), num_lines), bool)
   for b, ex in enumerate(examples):
     words = words_of(ex)
     # A question being answered (no answer yet) is not trained on: its lines need no scan.
     if not words or not ex.answer:
       continue
-    for i, line in enumerate(ex.context):
-      out_BxE[b, i] = not words.isdisjoint(_WORD.findall(line.lower()))
+    # Lowered line by line: lower() may change a line's length, and the starts must be those
+    # of the lowered text.
+    lowered = [line.lower() for line in ex.context]
+    starts = np.cumsum([0] + [len(line) + 1 for line in lowered[:-1]])
+    text = "\n".join(lowered)
+    hits = []
+    for word in words:
+      at = text.find(word)
+      while at >= 0:
+        end = at + len(word)
+        if ((at == 0 or not _is_word_char(text[at - 1]))
+            and (end == len(text) or not _is_word_char(text[end]))):
+          hits.append(at)
+        at = text.find(word, at + 1)
+    out_BxE[b, np.searchsorted(starts, hits, side="right") - 1] = True
   return out_BxE
 
 
@@ -197,7 +221,10 @@ class Batcher:
 
   def __init__(self, shape: BatchShape, encoder_tokenizer: tokenizers_lib.Tokenizer,
                decoder_tokenizer: tokenizers_lib.Tokenizer | None = None,
-               sf_fraction: float = 0.0):
+               sf_fraction: float = 0.0, read_targets: bool = True):
+    """`read_targets`: fill answer_lines_BxE and question_lines_BxE (all False otherwise). They
+    are the read losses' only input, and finding the words in every line is most of a batch's
+    cost (BUILD_NOTES.md), so training without those losses skips it."""
     enc = encoder_tokenizer
     if enc.pad_id in (enc.bos_id, enc.eos_id):
       raise ValueError(
@@ -214,6 +241,7 @@ class Batcher:
     self.encoder_tokenizer = enc
     self.decoder_tokenizer = decoder_tokenizer or enc
     self.sf_fraction = sf_fraction
+    self.read_targets = read_targets
 
   def sizes(self, examples: Sequence[Example]) -> np.ndarray:
     """Per example (rows) the layout it needs (SIZE_COLUMNS): its lines, and the tokens of its
@@ -304,8 +332,10 @@ class Batcher:
         "answer_mask_BxA": answer_mask_BxA,
         "prompt_len_B": prompt_len_B,
         "support_BxS": self._supports(examples),
-        "answer_lines_BxE": answer_lines(examples, num_lines),
-        "question_lines_BxE": question_lines(examples, num_lines),
+        "answer_lines_BxE": (answer_lines(examples, num_lines) if self.read_targets
+                             else np.zeros((batch_size, num_lines), bool)),
+        "question_lines_BxE": (question_lines(examples, num_lines) if self.read_targets
+                               else np.zeros((batch_size, num_lines), bool)),
         "sf_weight_B": sf_selected(index_B, self.sf_fraction).astype(np.float32),
         "example_weight_B": np.asarray(example_weight_B, np.float32),
     }

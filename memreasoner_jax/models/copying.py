@@ -12,7 +12,10 @@ pointer key holds its own encoder state, its predecessor's, and the ids of the t
 it, so the decoder, which knows what it has just written, finds the token that follows those two
 in the line: words are copied one token after another, repeated letters included ("garage").
 The gate seeing the pointed token is what ends a word it never saw: the pointer landing on the
-"." after it.
+"." after it. With `model.decoder.copy_written` the query also holds the ids of the two tokens
+just written (the token at the position and the one before it), the same facts the keys hold
+about the two tokens before each source token, so following a word needs no decoder state
+that carries them ("balcony" was copied "balcooom" without; BUILD_NOTES.md).
 
 Trained on the mixture alone, the pointer and the gate need not learn to copy: the decoder can
 spell every training answer from its latents. `copy_terms` adds what makes copying the habit:
@@ -54,14 +57,22 @@ def _shift(x_BxMx: jax.Array, by: int) -> jax.Array:
   return jnp.pad(x_BxMx, pad)[:, :x_BxMx.shape[1]]
 
 
+def written_tokens(tokens_BxT: jax.Array) -> jax.Array:
+  """written_BxTx2: at each position of a decoder input, its token and the one before it (PAD
+  before the first)."""
+  return jnp.stack([tokens_BxT, _shift(tokens_BxT, 1)], axis=-1)
+
+
 class CopyHead(nn.Module):
   """The pointer over a CopySource and the gate, for decoder states hidden_BxWxD."""
 
   width: int  # K of the pointer's queries and keys
   vocab_size: int
+  written: bool = False  # the queries hold the two tokens just written (`written_BxWx2`)
 
   @nn.compact
-  def __call__(self, hidden_BxWxD: jax.Array, source: CopySource) -> Pointer:
+  def __call__(self, hidden_BxWxD: jax.Array, source: CopySource,
+               written_BxWx2: jax.Array | None = None) -> Pointer:
     hidden_BxWxD = hidden_BxWxD.astype(jnp.float32)
     states_BxMxD = source.states_BxMxD.astype(jnp.float32)
     tokens_BxM = source.tokens_BxM
@@ -73,6 +84,14 @@ class CopyHead(nn.Module):
                   + nn.Embed(self.vocab_size, self.width, name="second_previous_token")(
                       _shift(tokens_BxM, 2)))
     queries_BxWxK = nn.Dense(self.width, name="query")(hidden_BxWxD)
+    if self.written:
+      if written_BxWx2 is None:
+        raise ValueError("a CopyHead with `written` needs the tokens written (written_BxWx2)")
+      queries_BxWxK = (queries_BxWxK
+                       + nn.Embed(self.vocab_size, self.width, name="written_token")(
+                           written_BxWx2[..., 0])
+                       + nn.Embed(self.vocab_size, self.width, name="second_written_token")(
+                           written_BxWx2[..., 1]))
     scores_BxWxM = jnp.einsum("bwk,bmk->bwm", queries_BxWxK, keys_BxMxK) / jnp.sqrt(self.width)
     keep_Bx1xM = copyable(tokens_BxM)[:, None, :]
     pointer_BxWxM = jax.nn.softmax(scores_BxWxM, axis=-1, where=keep_Bx1xM)

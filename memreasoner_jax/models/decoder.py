@@ -150,25 +150,32 @@ class Decoder(nn.Module):
 
 def greedy(decoder: Decoder, params: dict, cond_BxNxC: jax.Array, cache: list[LayerCache],
            first_logits_BxV: jax.Array, prompt_len_B: jax.Array, max_new_tokens: int,
-           head: Callable[[jax.Array], jax.Array] | None = None) -> tuple[jax.Array, jax.Array]:
+           head: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+           last_token_B: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """Greedy decoding after a prefill: (tokens_BxN, logits_BxNxV).
 
   `cache` holds each example's prompt and `first_logits_BxV` its logits after the prompt; each
   step feeds the last prediction at the example's own position (prompts end at different places).
   Cache entries past a prompt (its padding, a teacher-forced answer) are overwritten before any
-  query can see them. `head` maps hidden states BxTxD to logits in place of the tied head.
+  query can see them. `head` maps hidden states BxTxD and the tokens written at and before each
+  position (BxTx2) to logits in place of the tied head; `last_token_B` is each prompt's last
+  token, the one before the first fed.
   """
   dec = {"params": params}
 
   def step(carry, j):
-    cache, logits_BxV = carry
-    token_Bx1 = jnp.argmax(logits_BxV, axis=-1)[:, None]
-    out_Bx1xY, cache = decoder.apply(dec, token_Bx1, cond_BxNxC, cache, prompt_len_B + j,
-                                     head=head is None)
-    logits_Bx1xV = out_Bx1xY if head is None else head(out_Bx1xY)
-    return (cache, logits_Bx1xV[:, 0]), logits_Bx1xV[:, 0]
+    cache, logits_BxV, before_B = carry
+    token_B = jnp.argmax(logits_BxV, axis=-1).astype(before_B.dtype)
+    out_Bx1xY, cache = decoder.apply(dec, token_B[:, None], cond_BxNxC, cache,
+                                     prompt_len_B + j, head=head is None)
+    logits_Bx1xV = (out_Bx1xY if head is None
+                    else head(out_Bx1xY, jnp.stack([token_B, before_B], axis=-1)[:, None]))
+    return (cache, logits_Bx1xV[:, 0], token_B), logits_Bx1xV[:, 0]
 
-  _, rest_NxBxV = jax.lax.scan(step, (cache, first_logits_BxV), jnp.arange(max_new_tokens - 1))
+  if last_token_B is None:
+    last_token_B = jnp.zeros(prompt_len_B.shape, jnp.int32)
+  _, rest_NxBxV = jax.lax.scan(step, (cache, first_logits_BxV, last_token_B.astype(jnp.int32)),
+                               jnp.arange(max_new_tokens - 1))
   logits_BxNxV = jnp.concatenate([first_logits_BxV[:, None], jnp.swapaxes(rest_NxBxV, 0, 1)],
                                  axis=1)
   return jnp.argmax(logits_BxNxV, axis=-1), logits_BxNxV

@@ -162,6 +162,11 @@ def _reconstruction_losses(model: "memreasoner.MemReasoner", params: models.Para
   return ae_loss, _masked_mean(ce_NxT[-n:], weights_NxT)
 
 
+def uses_read_targets(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether loss config `cfg` reads the batches' answer_lines_BxE or question_lines_BxE."""
+  return bool(cfg.get("answer_read_weight", 0.0) or cfg.get("question_read_weight", 0.0))
+
+
 def reads_back(model: "memreasoner.MemReasoner", lines: int) -> bool:
   """Whether the memory read of a written latent is that latent, so ae_memory_loss = ae_loss.
 

@@ -134,7 +134,8 @@ class MemReasoner:
                                      config.memory.get("learn_recency", False),
                                      config.hops.get("before_gate", False))
     self.decoder = decoder_lib.Decoder(config.decoder, dtype, implementation, remat)
-    self.copy_head = (copying.CopyHead(config.decoder.d_model, config.decoder.vocab_size)
+    self.copy_head = (copying.CopyHead(config.decoder.d_model, config.decoder.vocab_size,
+                                       config.decoder.get("copy_written", False))
                       if config.decoder.get("copy", False) else None)
     self.pinv = memory.resolve_pinv(config.memory.pinv)  # "auto" follows the platform
 
@@ -189,7 +190,8 @@ class MemReasoner:
       source = copying.CopySource(jnp.zeros((b, 1, self.config.encoder.d_model)),
                                   jnp.zeros((b, 1), jnp.int32))
       params["copy"] = self.copy_head.init(
-          jax.random.fold_in(k_dec, 1), jnp.zeros((b, 1, dec.d_model)), source)["params"]
+          jax.random.fold_in(k_dec, 1), jnp.zeros((b, 1, dec.d_model)), source,
+          jnp.zeros((b, 1, 2), jnp.int32))["params"]
     return params
 
   def encode(self, params: Params, tokens_NxT: jax.Array) -> jax.Array:
@@ -302,18 +304,21 @@ class MemReasoner:
     """
     hidden_BxTxD, _ = self.decoder.apply({"params": params["decoder"]}, tokens_BxT, cond_BxNxC,
                                          head=False)
+    written_BxTx2 = copying.written_tokens(tokens_BxT)
     if positions_BxW is not None:
       hidden_BxTxD = jnp.take_along_axis(hidden_BxTxD, positions_BxW[..., None], axis=1)
-    return self._head(params, hidden_BxTxD, copy)
+      written_BxTx2 = jnp.take_along_axis(written_BxTx2, positions_BxW[..., None], axis=1)
+    return self._head(params, hidden_BxTxD, copy, written_BxTx2)
 
-  def _head(self, params: Params, hidden_BxTxD: jax.Array, copy: copying.CopySource | None
-            ) -> tuple[jax.Array, copying.Pointer | None]:
-    """The output layer: the tied head, mixed with copying where there is a source."""
+  def _head(self, params: Params, hidden_BxTxD: jax.Array, copy: copying.CopySource | None,
+            written_BxTx2: jax.Array) -> tuple[jax.Array, copying.Pointer | None]:
+    """The output layer: the tied head, mixed with copying where there is a source.
+    `written_BxTx2`: the token at each position and the one before (`copying.written_tokens`)."""
     logits_BxTxV = decoder_lib.logits(params["decoder"], hidden_BxTxD,
                                       jnp.dtype(self.config.dtype))
     if copy is None:
       return logits_BxTxV, None
-    pointer = self.copy_head.apply({"params": params["copy"]}, hidden_BxTxD, copy)
+    pointer = self.copy_head.apply({"params": params["copy"]}, hidden_BxTxD, copy, written_BxTx2)
     return copying.mix(logits_BxTxV, pointer, copy.tokens_BxM), pointer
 
   def batch_shapes(self, batch_size: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
@@ -378,11 +383,16 @@ class MemReasoner:
                                    self._length(batch, max_new_tokens), dtype)
     hidden_BxPxD, cache = self.decoder.apply({"params": params["decoder"]}, prompt_BxP,
                                              reasoning.cond_BxNxC, cache, 0, head=False)
-    last_Bx1xD = jnp.take_along_axis(hidden_BxPxD, (prompt_len_B - 1)[:, None, None], axis=1)
-    head = lambda hidden_Bx1xD: self._head(params, hidden_Bx1xD, reasoning.copy)[0]
+    last_Bx1 = (prompt_len_B - 1)[:, None]
+    last_Bx1xD = jnp.take_along_axis(hidden_BxPxD, last_Bx1[..., None], axis=1)
+    last_written_Bx1x2 = jnp.take_along_axis(copying.written_tokens(prompt_BxP),
+                                             last_Bx1[..., None], axis=1)
+    head = lambda hidden_Bx1xD, written_Bx1x2: self._head(params, hidden_Bx1xD, reasoning.copy,
+                                                          written_Bx1x2)[0]
     tokens_BxN, logits_BxNxV = decoder_lib.greedy(
-        self.decoder, params["decoder"], reasoning.cond_BxNxC, cache, head(last_Bx1xD)[:, 0],
-        prompt_len_B, max_new_tokens, head=head)
+        self.decoder, params["decoder"], reasoning.cond_BxNxC, cache,
+        head(last_Bx1xD, last_written_Bx1x2)[:, 0], prompt_len_B, max_new_tokens, head=head,
+        last_token_B=last_written_Bx1x2[:, 0, 0])
     return models.Generated(tokens_BxN.astype(prompt_BxP.dtype), logits_BxNxV,
                             reasoning.sims_BxHxE)
 

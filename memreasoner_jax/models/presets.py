@@ -104,5 +104,9 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # Answers may copy tokens of the lines the hops selected (models/copying.py): what lets the
   # decoder write words it never saw in training (the renamed splits).
   cfg.decoder.copy = False
+  # The copy pointer's queries also hold the two tokens just written, as its keys hold the two
+  # before each source token: a word is followed token by token without the decoder carrying
+  # them (models/copying.py).
+  cfg.decoder.copy_written = False
   cfg.decoder.init_from = ""  # a Hugging Face GPT-2-family directory to start from ("" = random)
   return cfg
