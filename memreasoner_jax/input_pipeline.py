@@ -28,9 +28,9 @@ def task_names(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
   return names
 
 
-def make_batcher(cfg: ml_collections.ConfigDict, read_targets: bool = False) -> batching.Batcher:
-  """The Batcher of data config `cfg`; `read_targets` for the read losses' inputs (see
-  `losses.uses_read_targets`)."""
+def make_batcher(cfg: ml_collections.ConfigDict, read_targets: bool = True) -> batching.Batcher:
+  """The Batcher of data config `cfg`; without `read_targets` it leaves out the read losses'
+  inputs (training passes `losses.uses_read_targets`)."""
   encoder_tokenizer = tokenizers.from_spec(cfg.encoder_tokenizer)
   decoder_tokenizer = tokenizers.from_spec(cfg.decoder_tokenizer) if cfg.decoder_tokenizer else None
   shape = batching.BatchShape(

@@ -94,7 +94,9 @@ def test_read_targets_are_left_out_when_no_read_loss_uses_them():
   assert not losses.uses_read_targets(cfg)
   cfg.question_read_weight = 1.0
   assert losses.uses_read_targets(cfg)
-  assert input_lib.make_batcher(babi.get_config("qa1,tiny").data, True).read_targets
+  data = babi.get_config("qa1,tiny").data
+  assert input_lib.make_batcher(data).read_targets
+  assert not input_lib.make_batcher(data, read_targets=False).read_targets
 
 
 def test_question_lines_hold_a_question_word_other_than_function_words():
