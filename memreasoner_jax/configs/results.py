@@ -62,7 +62,7 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                 ("qa2",)),
                (("copy", "copy_written", "content", "answer_read", "order", "question_read",
                  "before_read"), ("qa2",)),
-               (("copy", "copy_written", "content", "answer_read"), ("vt1",)),
+               (("copy", "copy_written", "content", "answer_read"), ("vt1", "vt2")),
                (("copy", "content", "answer_read", "steps2x"), ("qa2",)))
 
 
