@@ -282,6 +282,11 @@ def run_evals(run: Run, cfg: ml_collections.ConfigDict, params: models.Params, s
   return results
 
 
+# Steps dispatched ahead of the device at most: enough to keep it busy, few enough that a
+# preempted run stops within a step or two.
+_IN_FLIGHT = 2
+
+
 def train_loop(run: Run, cfg: ml_collections.ConfigDict, ckpt: checkpointing.Checkpointer,
                writer: metric_writers.MetricWriter, profile_dir: str) -> dict[str, float]:
   """Steps from the state's step to training.num_steps: log, evaluate, checkpoint, and stop
@@ -305,6 +310,10 @@ def train_loop(run: Run, cfg: ml_collections.ConfigDict, ckpt: checkpointing.Che
       state, metrics = run.train_step(state, sharding_lib.global_batch(local, run.mesh))
       step += 1
       pending.append((step, metrics["loss"]))
+      if len(pending) > _IN_FLIGHT:
+        # Dispatch may otherwise run up to log_every steps ahead of the device, and a SIGTERM
+        # waits for all of them before the save: minutes where a step takes seconds.
+        jax.block_until_ready(pending[-_IN_FLIGHT - 1][1])
       if step == first_step + 1:  # The first step compiles; rates start after it.
         jax.block_until_ready(metrics)
         logging.info("First step (with compilation) took %.1fs", time.time() - started)
