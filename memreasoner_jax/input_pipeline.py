@@ -57,20 +57,29 @@ def check_source(cfg: ml_collections.ConfigDict) -> None:
   sources.check(_source(cfg))
 
 
+def _training_rename(task: str, cfg: ml_collections.ConfigDict):
+  """(share of `task`'s training examples to rename, the renaming)."""
+  if task in registry.BABI_TASKS:
+    return cfg.get("rename_fraction", 0.0), rename.rename_rooms_randomly
+  return cfg.get("value_rename_fraction", 0.0), rename.rename_values_randomly
+
+
 def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
   """The training split of `data.source`; generated: every task's, with 0..train_filler_max
-  filler sentences per example, and the rooms of a `rename_fraction` of the bAbI stories
-  renamed to pseudo-words."""
+  filler sentences per example, the rooms of a `rename_fraction` of the bAbI stories renamed to
+  pseudo-words, and the values of a `value_rename_fraction` of the variable-tracking examples
+  to pseudo-values."""
   if not sources.is_generated(_source(cfg)):
     return _fit_lines(sources.read(cfg.source, "train", cfg.tfds_dir), cfg)
   source = distractors.get_source(cfg.train_filler) if cfg.train_filler_max > 0 else None
   examples = []
   for task in task_names(cfg):
     for example in registry.generate(task, "train", cfg.train_examples, cfg.train_seed):
-      if task in registry.BABI_TASKS and cfg.get("rename_fraction", 0.0) > 0:
+      fraction, rename_randomly = _training_rename(task, cfg)
+      if fraction > 0:
         rng = registry.rng_for(task, "train-rename", cfg.train_seed, example.index)
-        if rng.random() < cfg.rename_fraction:
-          example = rename.rename_rooms_randomly(example, rng)
+        if rng.random() < fraction:
+          example = rename_randomly(example, rng)
       if source is not None:
         rng = registry.rng_for(task, "train-filler", cfg.train_seed, example.index)
         example = haystack.add_filler(example, rng.randint(0, cfg.train_filler_max), source, rng,

@@ -1,6 +1,7 @@
 """`data.source`: training and evaluation read bAbI files (the generator's and the released ones)
 and the project's TFDS dataset (built once, then reused); bad sources are named."""
 
+import re
 import pytest
 
 from memreasoner_jax.configs import babi
@@ -131,3 +132,18 @@ def test_generated_training_renames_the_configured_share_of_stories():
   assert all(m.answer not in rooms and m.question == p.question
              for p, m in zip(plain, mixed) if m != p)
   assert all(m.answer in rooms for p, m in zip(plain, mixed) if m == p)
+
+
+def test_generated_training_gives_the_configured_share_of_vt_examples_pseudo_values():
+  config = _config("generated")
+  config.data.tasks = "vt1"
+  config.data.train_examples = 400
+  plain = input_pipeline.train_examples(config.data)
+  config.data.value_rename_fraction = 0.5
+  mixed = input_pipeline.train_examples(config.data)
+  renamed = [(p, m) for p, m in zip(plain, mixed) if m != p]
+  assert 150 < len(renamed) < 250
+  assert all(m.answer == p.answer and m.question != p.question for p, m in renamed)
+  assert all(len(re.search(r"value (\d+) ", m.question)[1]) in range(3, 9) for _, m in renamed)
+  config.data.value_rename_fraction, config.data.rename_fraction = 0.0, 0.5
+  assert input_pipeline.train_examples(config.data) == plain  # rooms only rename bAbI stories

@@ -65,3 +65,20 @@ def test_training_rename_uses_fresh_pseudo_words_consistently_and_never_the_test
     seen |= set(mapping.values())
   assert not seen & (set(vocab.RENAMED_ROOMS) | vocab.BABI_WORDS)
   assert len(seen) > 100  # fresh words per story, not a fixed second vocabulary
+
+
+def test_training_value_rename_varies_the_length_and_never_gives_a_test_value():
+  import random  # pylint: disable=import-outside-toplevel
+  examples = registry.generate("vt2", "train", 60, seed=0)
+  lengths = set()
+  for example in examples:
+    renamed = rename.rename_values_randomly(example, random.Random(example.index))
+    assert renamed == rename.rename_values_randomly(example, random.Random(example.index))
+    value = re.search(r"value (\d+) ", renamed.question)[1]
+    assert renamed.context[renamed.support[0]].endswith(f" = {value}")
+    assert renamed.answer == example.answer
+    assert not (len(value) == 6 and int(value) >= rename.VALUE_OFFSET)
+    values = re.findall(r"= (\d+)$", "\n".join(renamed.context), flags=re.M)
+    assert len(set(values)) == len(values) == len(re.findall(r"= \d+$", "\n".join(example.context), flags=re.M))
+    lengths.add(len(value))
+  assert lengths == set(range(3, 9))

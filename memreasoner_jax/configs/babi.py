@@ -128,6 +128,10 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   # splits' words): answers the decoder cannot spell from memory, so it learns to copy them
   # (with model.decoder.copy).
   config.data.rename_fraction = 0.0
+  # Share of variable-tracking training examples whose values get 3 to 8 digits (never the
+  # renamed splits' six-digit values): with five digits only, the copy learns where a name
+  # sits from the value line's length, and a longer value shifts it.
+  config.data.value_rename_fraction = 0.0
   config.data.eval_length = "0k"  # held-out haystack length: 0k (clean) or 1k..128k tokens
   # Tokenizer of lines and questions: "byte", or a Hugging Face tokenizer file or directory
   # (set from model.encoder.init_from when starting from a pretrained encoder).

@@ -36,6 +36,7 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # question_read: the first hop's read loss toward the lines that hold a word of the question
 # (the object's lines for qa2), on every example; no label either.
 # copy_written: the copy pointer's queries hold the two tokens just written (models/copying.py).
+# pseudo_values: half the vt training examples get values of 3 to 8 digits (tasks/rename.py).
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -46,7 +47,8 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "order": {"model.temporal.kind": "none", "model.memory.learn_recency": True},
           "question_read": {"loss.question_read_weight": 1.0},
           "before_read": {"model.hops.before_gate": True},
-          "copy_written": {"model.decoder.copy_written": True}}
+          "copy_written": {"model.decoder.copy_written": True},
+          "pseudo_values": {"data.value_rename_fraction": 0.5}}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
@@ -63,7 +65,9 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "copy_written", "content", "answer_read", "order", "question_read",
                  "before_read"), ("qa2",)),
                (("copy", "copy_written", "content", "answer_read"), ("vt1", "vt2")),
-               (("copy", "content", "answer_read", "steps2x"), ("qa2",)))
+               (("copy", "content", "answer_read", "steps2x"), ("qa2",)),
+               (("copy", "content", "answer_read", "pseudo_values"), ("vt1",)),
+               (("copy", "copy_written", "content", "answer_read", "pseudo_values"), ("vt2",)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,11 +34,15 @@ def renamer(task: str):
   return rename_values_in if task.startswith("vt") else rename_rooms_in
 
 
-def rename_example(example: Example) -> Example:
-  rewrite = renamer(example.task)
+def _rewritten(example: Example, rewrite) -> Example:
+  """The example with `rewrite` applied to its lines, question and answer."""
   return dataclasses.replace(
       example, context=tuple(rewrite(line) for line in example.context),
       question=rewrite(example.question), answer=rewrite(example.answer))
+
+
+def rename_example(example: Example) -> Example:
+  return _rewritten(example, renamer(example.task))
 
 
 def pseudo_rooms(rng: random.Random) -> dict[str, str]:
@@ -58,10 +62,33 @@ def rename_rooms_randomly(example: Example, rng: random.Random) -> Example:
   """The example with every room replaced by a pseudo-word of its own (`pseudo_rooms`):
   answers training cannot learn to spell, only to copy."""
   renames = pseudo_rooms(rng)
-  rewrite = lambda text: _ROOM_RE.sub(lambda m: renames[m[0]], text)
-  return dataclasses.replace(
-      example, context=tuple(rewrite(line) for line in example.context),
-      question=rewrite(example.question), answer=rewrite(example.answer))
+  return _rewritten(example, lambda text: _ROOM_RE.sub(lambda m: renames[m[0]], text))
+
+
+def pseudo_value(rng: random.Random) -> str:
+  """A value of 3 to 8 digits, never one of the renamed splits' (six digits from 900000): its
+  length varies, so a copy learned on it cannot lean on where a five-digit value ends."""
+  while True:
+    digits = rng.randint(3, 8)
+    value = rng.randrange(10 ** (digits - 1), 10 ** digits)
+    if digits != 6 or value < VALUE_OFFSET:
+      return str(value)
+
+
+def rename_values_randomly(example: Example, rng: random.Random) -> Example:
+  """The variable-tracking example with each five-digit value replaced by a `pseudo_value` of
+  its own, in the value lines and the question alike."""
+  renames: dict[str, str] = {}
+
+  def rewrite(text: str) -> str:
+    for value in _VALUE_RE.findall(text):
+      while value not in renames:
+        fresh = pseudo_value(rng)
+        if fresh not in renames.values():  # two chains never share a value
+          renames[value] = fresh
+    return _VALUE_RE.sub(lambda m: renames[m[0]], text)
+
+  return _rewritten(example, rewrite)
 
 
 def rename_story(story: Story, task: str) -> Story:
