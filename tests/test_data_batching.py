@@ -88,6 +88,12 @@ def test_read_targets_are_left_out_when_no_read_loss_uses_them():
   bare = batching.Batcher(SHAPE, BYTE, read_targets=False)(examples)
   targets = {"answer_lines_BxE", "question_lines_BxE"}
   assert all(full[key].any() and not bare[key].any() for key in targets)
+  # One lowering of each context serves both targets: the same as each found alone.
+  num_lines = full["line_mask_BxE"].shape[1]
+  np.testing.assert_array_equal(full["answer_lines_BxE"],
+                                batching.answer_lines(examples, num_lines))
+  np.testing.assert_array_equal(full["question_lines_BxE"],
+                                batching.question_lines(examples, num_lines))
   for key in set(full) - targets:
     np.testing.assert_array_equal(full[key], bare[key], err_msg=key)
   cfg = losses.loss_config()

@@ -68,36 +68,46 @@ def _is_word_char(char: str) -> bool:
 
 
 def _lines_with_words(examples: Sequence[Example], num_lines: int,
-                      words_of: Callable[[Example], set[str]]) -> np.ndarray:
-  """Whether each line holds one of `words_of(example)` (whole words, case folded).
+                      *words_of: Callable[[Example], set[str]]) -> list[np.ndarray]:
+  """For each of `words_of`, whether each line (B x E) holds one of `words_of(example)`
+  (whole words, case folded).
 
   Each word is found by `str.find` in the example's whole lowered context and kept where no
   word character touches it, so the result is that of comparing each line's `_WORD` tokens
   with the words, at a fraction of the cost of scanning thousands of haystack lines one by one
-  in Python (measured in BUILD_NOTES.md).
+  in Python (measured in BUILD_NOTES.md). The context is lowered once for all of `words_of`.
   """
-  out_BxE = np.zeros((len(examples), num_lines), bool)
+  outs_BxE = [np.zeros((len(examples), num_lines), bool) for _ in words_of]
   for b, ex in enumerate(examples):
-    words = words_of(ex)
     # A question being answered (no answer yet) is not trained on: its lines need no scan.
-    if not words or not ex.answer:
+    word_sets = [words(ex) if ex.answer else set() for words in words_of]
+    if not any(word_sets):
       continue
     # Lowered line by line: lower() may change a line's length, and the starts must be those
     # of the lowered text.
     lowered = [line.lower() for line in ex.context]
     starts = np.cumsum([0] + [len(line) + 1 for line in lowered[:-1]])
     text = "\n".join(lowered)
-    hits = []
-    for word in words:
-      at = text.find(word)
-      while at >= 0:
-        end = at + len(word)
-        if ((at == 0 or not _is_word_char(text[at - 1]))
-            and (end == len(text) or not _is_word_char(text[end]))):
-          hits.append(at)
-        at = text.find(word, at + 1)
-    out_BxE[b, np.searchsorted(starts, hits, side="right") - 1] = True
-  return out_BxE
+    for out_BxE, words in zip(outs_BxE, word_sets):
+      hits = []
+      for word in words:
+        at = text.find(word)
+        while at >= 0:
+          end = at + len(word)
+          if ((at == 0 or not _is_word_char(text[at - 1]))
+              and (end == len(text) or not _is_word_char(text[end]))):
+            hits.append(at)
+          at = text.find(word, at + 1)
+      out_BxE[b, np.searchsorted(starts, hits, side="right") - 1] = True
+  return outs_BxE
+
+
+def _answer_words(example: Example) -> set[str]:
+  return _words(example.answer)
+
+
+def _question_words(example: Example) -> set[str]:
+  return _words(example.question) - _FUNCTION_WORDS
 
 
 def answer_lines(examples: Sequence[Example], num_lines: int) -> np.ndarray:
@@ -106,14 +116,14 @@ def answer_lines(examples: Sequence[Example], num_lines: int) -> np.ndarray:
   Derived from the answer alone, so it is known for every example; the lines that state the
   answer are among them, with any other line that mentions the same word.
   """
-  return _lines_with_words(examples, num_lines, lambda ex: _words(ex.answer))
+  return _lines_with_words(examples, num_lines, _answer_words)[0]
 
 
 def question_lines(examples: Sequence[Example], num_lines: int) -> np.ndarray:
   """question_lines_BxE: whether each line holds a word of its example's question other than
   a function word ("Where is the football?": the lines that name the football; "Where is
   Mary?": Mary's). Derived from the question alone, like `answer_lines`."""
-  return _lines_with_words(examples, num_lines, lambda ex: _words(ex.question) - _FUNCTION_WORDS)
+  return _lines_with_words(examples, num_lines, _question_words)[0]
 
 
 def line_buckets(base: int, max_lines: int) -> tuple[int, ...]:
@@ -324,6 +334,11 @@ class Batcher:
     if example_weight_B is None:
       example_weight_B = np.ones(batch_size, np.float32)
     index_B = np.array([ex.index for ex in examples], np.int64)
+    if self.read_targets:
+      answer_lines_BxE, question_lines_BxE = _lines_with_words(
+          examples, num_lines, _answer_words, _question_words)
+    else:
+      answer_lines_BxE, question_lines_BxE = np.zeros((2, batch_size, num_lines), bool)
     batch = {
         "context_BxExT": context_NxT.reshape(batch_size, num_lines, -1),
         "line_mask_BxE": line_mask_BxE,
@@ -332,10 +347,8 @@ class Batcher:
         "answer_mask_BxA": answer_mask_BxA,
         "prompt_len_B": prompt_len_B,
         "support_BxS": self._supports(examples),
-        "answer_lines_BxE": (answer_lines(examples, num_lines) if self.read_targets
-                             else np.zeros((batch_size, num_lines), bool)),
-        "question_lines_BxE": (question_lines(examples, num_lines) if self.read_targets
-                               else np.zeros((batch_size, num_lines), bool)),
+        "answer_lines_BxE": answer_lines_BxE,
+        "question_lines_BxE": question_lines_BxE,
         "sf_weight_B": sf_selected(index_B, self.sf_fraction).astype(np.float32),
         "example_weight_B": np.asarray(example_weight_B, np.float32),
     }
