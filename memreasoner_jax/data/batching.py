@@ -298,9 +298,12 @@ class Batcher:
     return Layout(num_lines, *widths, packed)
 
   def __call__(self, examples: Sequence[Example], layout: Layout | None = None,
-               example_weight_B: np.ndarray | None = None, shards: int = 1) -> Batch:
+               example_weight_B: np.ndarray | None = None, shards: int = 1,
+               allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty) -> Batch:
     """Builds the batch in `layout` (all hosts of a global batch must agree on it; default:
-    this batch's own), packed lines in `shards` parts (this host's devices)."""
+    this batch's own), packed lines in `shards` parts (this host's devices). The line token
+    arrays, a batch's largest, are built in `allocate(shape, dtype)` (a worker process builds
+    them in shared memory, which hands them over without a copy)."""
     if not examples:
       raise ValueError("Cannot build a batch from no examples")
     encoded = self._encode(examples)
@@ -322,7 +325,7 @@ class Batcher:
     rows = np.repeat(np.arange(batch_size), lines_per_example) * num_lines + line_ids
     context_NxT = self._pack(enc, encoded.context, all_lines,
                              (batch_size * num_lines, layout.line_tokens), rows,
-                             lambda j: _line_name(examples, j))
+                             lambda j: _line_name(examples, j), allocate)
     line_mask_BxE = np.arange(num_lines)[None, :] < lines_per_example[:, None]
 
     query_BxQ = self._pack(enc, encoded.query, [ex.question for ex in examples],
@@ -356,7 +359,7 @@ class Batcher:
       # The autoencoding loss decodes lines, so it needs them in the decoder's ids too.
       recon_NxT = self._pack(dec, encoded.recon, all_lines,
                              (batch_size * num_lines, layout.line_tokens), rows,
-                             lambda j: _line_name(examples, j))
+                             lambda j: _line_name(examples, j), allocate)
       lengths_N = np.zeros(batch_size * num_lines, np.int64)
       lengths_N[rows] = encoded.recon[1]
       width = np.arange(layout.line_tokens)[None, :]
@@ -377,9 +380,10 @@ class Batcher:
     return batch
 
   def _pack(self, tok, ragged: tuple[np.ndarray, np.ndarray], texts: list[str],
-            out_shape: tuple[int, int], rows: np.ndarray, name_of) -> np.ndarray:
+            out_shape: tuple[int, int], rows: np.ndarray, name_of,
+            allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty) -> np.ndarray:
     """[BOS] + tokens + [EOS] of text j (`ragged`: `texts` tokenized) in row rows[j] of a PAD
-    array: one scatter for all."""
+    array from `allocate`: one scatter for all."""
     width = out_shape[1]
     flat, lengths = ragged
     too_long = np.flatnonzero(lengths > width - 2)
@@ -388,7 +392,8 @@ class Batcher:
       raise ValueError(
           f"{name_of(j)} has {lengths[j]} tokens, more than the {width - 2} that fit "
           f"({len(too_long)} text(s) too long in this batch): {texts[j][:80]!r}")
-    out = np.full(out_shape, tok.pad_id, np.int32)
+    out = allocate(out_shape, np.int32)
+    out.fill(tok.pad_id)
     out[rows, 0] = tok.bos_id
     _scatter(out, flat, lengths, rows, np.ones_like(lengths))
     out[rows, 1 + lengths] = tok.eos_id

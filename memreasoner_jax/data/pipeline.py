@@ -11,6 +11,7 @@ without reading the other hosts' records), so all hosts build the same shapes.
 """
 
 from collections.abc import Iterator
+import copy
 from typing import Any, Protocol
 
 import numpy as np
@@ -99,6 +100,9 @@ class _Stream:
     self._shards = shards  # this host's parts of a batch (devices) for packed lines
     self._global_shards = shards * process_count
     self._permutations: dict[int, np.ndarray] = {}
+    # Set on the copy that worker processes run: the largest arrays are built in shared memory,
+    # which Grain hands to the training process without copying them.
+    self.shared_memory = False
 
   def _permutation(self, epoch: int) -> np.ndarray:
     if epoch not in self._permutations:
@@ -122,7 +126,25 @@ class _Stream:
   def __call__(self, step: int) -> batching.Batch:
     global_indices, mine = self.indices(step)
     layout = self._batcher.layout(self._sizes_Nx4[global_indices], self._global_shards)
-    return self._batcher(read_examples(self.source, mine), layout, shards=self._shards)
+    examples = read_examples(self.source, mine)
+    if not self.shared_memory:
+      return self._batcher(examples, layout, shards=self._shards)
+    # Imported here: only worker processes build batches in shared memory.
+    from grain.multiprocessing import SharedMemoryArray  # pylint: disable=import-outside-toplevel
+    blocks = []
+
+    def allocate(shape, dtype):
+      if np.prod(shape) * np.dtype(dtype).itemsize < MIN_SHARED_BYTES:
+        return np.empty(shape, dtype)
+      blocks.append(SharedMemoryArray(shape, dtype))
+      return blocks[-1]
+
+    try:
+      return self._batcher(examples, layout, shards=self._shards, allocate=allocate)
+    except BaseException:
+      for block in blocks:  # never handed over: nobody else would free them
+        block.unlink_on_del()
+      raise
 
 
 # Steps of the endless stream: a Grain range this long never ends in practice.
@@ -171,7 +193,11 @@ class TrainIterator:
       # Grain reads its settings from absl flags; outside an absl program (a notebook, a
       # library caller) none were parsed, and Grain's defaults are what is wanted.
       flags.FLAGS.mark_as_parsed()
-    steps = grain.MapDataset.range(first_step, _ENDLESS).map(self._stream)
+    stream = self._stream
+    if self._workers:
+      stream = copy.copy(stream)
+      stream.shared_memory = True
+    steps = grain.MapDataset.range(first_step, _ENDLESS).map(stream)
     # Our batches are built from examples in memory: one reading thread (none without
     # prefetch), as Grain advises for in-memory data.
     read = grain.ReadOptions(num_threads=1 if self._prefetch else 0,
