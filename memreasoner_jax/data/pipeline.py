@@ -199,8 +199,10 @@ class TrainIterator:
       stream.shared_memory = True
     steps = grain.MapDataset.range(first_step, _ENDLESS).map(stream)
     # Our batches are built from examples in memory: one reading thread (none without
-    # prefetch), as Grain advises for in-memory data.
-    read = grain.ReadOptions(num_threads=1 if self._prefetch else 0,
+    # prefetch), as Grain advises for in-memory data. None in worker processes either: their
+    # queues hold the batches ahead, and a thread there only contends for the worker's GIL
+    # (measured in BUILD_NOTES.md) and would hold built shared-memory batches nobody frees.
+    read = grain.ReadOptions(num_threads=1 if self._prefetch and not self._workers else 0,
                              prefetch_buffer_size=max(self._prefetch, 1))
     dataset = steps.to_iter_dataset(read)
     if self._workers:
