@@ -74,8 +74,8 @@ def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
   source = distractors.get_source(cfg.train_filler) if cfg.train_filler_max > 0 else None
   examples = []
   for task in task_names(cfg):
+    fraction, rename_randomly = _training_rename(task, cfg)
     for example in registry.generate(task, "train", cfg.train_examples, cfg.train_seed):
-      fraction, rename_randomly = _training_rename(task, cfg)
       if fraction > 0:
         rng = registry.rng_for(task, "train-rename", cfg.train_seed, example.index)
         if rng.random() < fraction:
