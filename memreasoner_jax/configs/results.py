@@ -72,7 +72,11 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "content", "answer_read", "pseudo_values"), ("vt1", "vt2")),
                (("copy", "copy_written", "content", "answer_read", "pseudo_values"), ("vt2",)),
                (("copy", "pseudo_rooms", "copy_written", "content", "answer_read", "order",
-                 "question_read", "before_read"), ("qa2",)))
+                 "question_read", "before_read"), ("qa2",)),
+               (("copy", "pseudo_rooms", "copy_written", "content", "answer_read", "order",
+                 "question_read", "before_read", "steps2x"), ("qa2",)),
+               (("copy", "copy_written", "content", "answer_read", "pseudo_values", "steps2x"),
+                ("vt2",)))
 
 
 @dataclasses.dataclass(frozen=True)
