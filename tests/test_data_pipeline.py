@@ -5,6 +5,9 @@ import dataclasses
 import gc
 import json
 from multiprocessing import shared_memory
+import platform
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -145,6 +148,42 @@ def test_a_failed_worker_batch_frees_its_shared_memory(monkeypatch):
     except FileNotFoundError:
       created.pop(0)
   assert not created, f"shared memory blocks left behind: {created}"
+
+
+_HEAP_CHECK = """
+import ctypes, sys
+import numpy as np
+from memreasoner_jax.data import pipeline
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+  _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
+              "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+info = ctypes.CDLL("libc.so.6").mallinfo2
+info.restype = Info
+if sys.argv[1] == "keep":
+  pipeline.keep_freed_memory(0, 1)
+block = np.ones(64 << 20, np.uint8)  # over glibc's largest self-tuned mapping size (32 MiB)
+mapped = info().hblkhd
+del block
+print(mapped, info().arena)
+"""
+
+
+def test_worker_setup_keeps_freed_batch_memory_in_the_heap():
+  """A block as large as a long batch's temporaries comes from the heap and stays there when
+  freed, instead of being mapped afresh (and faulted in zeroed) for every batch."""
+  if platform.libc_ver()[0] != "glibc":
+    pytest.skip("keep_freed_memory tunes glibc's malloc only")
+
+  def run(mode):  # a fresh process each: the setting is process-wide
+    out = subprocess.run([sys.executable, "-c", _HEAP_CHECK, mode], capture_output=True,
+                         text=True, check=True).stdout
+    return [int(v) for v in out.split()]
+
+  default_mapped, _ = run("default")
+  kept_mapped, kept_heap = run("keep")
+  assert default_mapped >= 64 << 20  # glibc's default: mapped on its own
+  assert kept_mapped < 64 << 20
+  assert kept_heap >= 64 << 20  # freed, still held for the next batch
 
 
 def test_state_from_another_dataset_is_rejected():
