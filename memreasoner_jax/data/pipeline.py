@@ -158,8 +158,9 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 def keep_freed_memory(worker_index: int, worker_count: int) -> None:
   """Grain's worker setup: glibc keeps the memory a batch frees for the next batch.
 
-  By default glibc maps every block over 128 KiB afresh (or trims the heap of a non-main thread
-  on free), so each batch's megabytes of token temporaries fault in zeroed pages again: a worker
+  By default glibc maps blocks over a threshold afresh (128 KiB, raised as such blocks are
+  freed, never past 32 MiB) and trims a thread's heap on free, so each batch's megabytes of
+  token temporaries fault in zeroed pages again: a worker
   built a 16k batch 1.6 times slower than the training process does (BUILD_NOTES.md). A worker
   holds a few batches' worth at most, so keeping them costs little. Elsewhere than glibc this
   does nothing.
