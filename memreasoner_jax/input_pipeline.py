@@ -5,6 +5,8 @@ per-host batches, in train.py and evaluate.py); everything here is a pure functi
 config, so every host builds the same datasets and takes its own slice of each batch.
 """
 
+import functools
+
 import ml_collections
 
 from memreasoner_jax.data import batching
@@ -60,7 +62,9 @@ def check_source(cfg: ml_collections.ConfigDict) -> None:
 def _training_rename(task: str, cfg: ml_collections.ConfigDict):
   """(share of `task`'s training examples to rename, the renaming)."""
   if task in registry.BABI_TASKS:
-    return cfg.get("rename_fraction", 0.0), rename.rename_rooms_randomly
+    doubled = cfg.get("rename_doubled", 0.0)
+    return cfg.get("rename_fraction", 0.0), functools.partial(rename.rename_rooms_randomly,
+                                                             doubled=doubled)
   return cfg.get("value_rename_fraction", 0.0), rename.rename_values_randomly
 
 

@@ -67,6 +67,23 @@ def test_training_rename_uses_fresh_pseudo_words_consistently_and_never_the_test
   assert len(seen) > 100  # fresh words per story, not a fixed second vocabulary
 
 
+def test_doubled_pseudo_rooms_repeat_a_letter_at_the_share_asked():
+  import random  # pylint: disable=import-outside-toplevel
+  has_double = lambda word: bool(re.search(r"(.)\1", word))
+  plain = [w for seed in range(200) for w in rename.pseudo_rooms(random.Random(seed)).values()]
+  doubled = [w for seed in range(200)
+             for w in rename.pseudo_rooms(random.Random(seed), doubled=0.5).values()]
+  share = lambda words: sum(map(has_double, words)) / len(words)
+  assert share(plain) < 0.25  # uniform letters double one in about one word in six
+  assert 0.5 <= share(doubled) < 0.7  # half doubled on purpose, plus the ones that happen to
+  assert max(map(len, doubled)) == 9 and not set(doubled) & (set(vocab.RENAMED_ROOMS)
+                                                              | vocab.BABI_WORDS)
+  example = registry.generate("qa2", "train", 1, seed=0)[0]
+  renamed = rename.rename_rooms_randomly(example, random.Random(7), doubled=1.0)
+  assert has_double(renamed.answer)
+  assert renamed.context[renamed.support[-1]].endswith(f" {renamed.answer}.")
+
+
 def test_training_value_rename_varies_the_length_and_never_gives_a_test_value():
   import random  # pylint: disable=import-outside-toplevel
   examples = registry.generate("vt2", "train", 60, seed=0)

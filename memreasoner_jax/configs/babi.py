@@ -128,6 +128,9 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   # splits' words): answers the decoder cannot spell from memory, so it learns to copy them
   # (with model.decoder.copy).
   config.data.rename_fraction = 0.0
+  # Share of those pseudo-words that repeat a letter ("kellmo"), as bathroom, bedroom, office
+  # and hallway do: the copy of a doubled letter is learnt only from words that have one.
+  config.data.rename_doubled = 0.0
   # Share of variable-tracking training examples whose values get 3 to 8 digits (never the
   # renamed splits' six-digit values): with five digits only, the copy learns where a name
   # sits from the value line's length, and a longer value shifts it.

@@ -39,6 +39,7 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # pseudo_values: half the vt training examples get values of 3 to 8 digits (tasks/rename.py).
 # pseudo_rooms: every bAbI training story's rooms are pseudo-words (copy renames half), so the
 # decoder never learns to spell a room from memory and must copy every answer.
+# doubled: half the pseudo-rooms repeat a letter, as three of the six bAbI rooms do (bathroom).
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -51,7 +52,8 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "before_read": {"model.hops.before_gate": True},
           "copy_written": {"model.decoder.copy_written": True},
           "pseudo_values": {"data.value_rename_fraction": 0.5},
-          "pseudo_rooms": {"data.rename_fraction": 1.0}}
+          "pseudo_rooms": {"data.rename_fraction": 1.0},
+          "doubled": {"data.rename_doubled": 0.5}}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
@@ -76,7 +78,9 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "pseudo_rooms", "copy_written", "content", "answer_read", "order",
                  "question_read", "before_read", "steps2x"), ("qa2",)),
                (("copy", "copy_written", "content", "answer_read", "pseudo_values", "steps2x"),
-                ("vt2",)))
+                ("vt2",)),
+               (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
+                 "order", "question_read", "before_read", "steps2x"), ("qa2",)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,23 +45,29 @@ def rename_example(example: Example) -> Example:
   return _rewritten(example, renamer(example.task))
 
 
-def pseudo_rooms(rng: random.Random) -> dict[str, str]:
+def pseudo_rooms(rng: random.Random, doubled: float = 0.0) -> dict[str, str]:
   """Each room -> a distinct random lower-case pseudo-word of 4 to 8 letters, never a bAbI word
-  nor a renamed-split room, so training on them leaves the renamed splits unseen."""
+  nor a renamed-split room, so training on them leaves the renamed splits unseen. A `doubled`
+  share of the words repeat one of their letters in place ("kelmo" -> "kellmo"): uniform letters
+  double one only about once in 26 places, and the copy then learns to write doubled letters once
+  (BUILD_NOTES.md)."""
   taken = set(vocab.BABI_WORDS) | set(vocab.RENAMED_ROOMS)
   words: list[str] = []
   while len(words) < len(vocab.ROOMS):
     word = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 8)))
+    if doubled > 0 and rng.random() < doubled:
+      at = rng.randrange(len(word))
+      word = word[:at + 1] + word[at:]
     if word not in taken:
       taken.add(word)
       words.append(word)
   return dict(zip(vocab.ROOMS, words))
 
 
-def rename_rooms_randomly(example: Example, rng: random.Random) -> Example:
+def rename_rooms_randomly(example: Example, rng: random.Random, doubled: float = 0.0) -> Example:
   """The example with every room replaced by a pseudo-word of its own (`pseudo_rooms`):
   answers training cannot learn to spell, only to copy."""
-  renames = pseudo_rooms(rng)
+  renames = pseudo_rooms(rng, doubled)
   return _rewritten(example, lambda text: _ROOM_RE.sub(lambda m: renames[m[0]], text))
 
 
