@@ -8,6 +8,7 @@ Prints one row per haystack length and writes the figures as JSON. Never fails o
 numbers are for BUILD_NOTES and for checking the pipeline outpaces the train step (DESIGN 6).
 """
 
+import collections
 from collections.abc import Callable, Sequence
 import dataclasses
 import json
@@ -100,16 +101,21 @@ def measure(task: str, length: str, num: int, batch_size: int,
       line_buckets=batching.line_buckets(16, max(len(ex.context) for ex in examples)))
   # As a run without the read losses builds batches (the tables before they existed, too).
   batcher = batching.Batcher(shape, tokenizer, read_targets=False)
-  batches, load_s = _timed(lambda: list(pipeline.eval_batches(
-      source, batcher, batch_size, process_index=0, process_count=1)), _MIN_SECONDS)
-  tokens = sum(int(((b["context_BxExT"] != tokenizer.pad_id).sum((1, 2))
-                    * b["example_weight_B"]).sum()) for b in batches)
+  one_pass = lambda: pipeline.eval_batches(source, batcher, batch_size, process_index=0,
+                                           process_count=1)
+  # Timed as training consumes batches, each dropped before the next is built: a pass kept in
+  # a list holds a 128k pass's hundreds of megabytes alive and pays for the memory.
+  _, load_s = _timed(lambda: collections.deque(one_pass(), maxlen=0), _MIN_SECONDS)
   chars = sum(len(line) for ex in examples for line in ex.context)
   # What one H100 would consume: `base` (byte tokens, its default) at 45% of the dense bf16
-  # peak, on these examples' real tokens (benchmark_train's FLOP count).
+  # peak, on these examples' real tokens (benchmark_train's FLOP count). An untimed pass.
   base = babi.get_config(f"{task},base")
-  useful_flops = sum(benchmark_train.train_step_flops(base, b, tokenizer.pad_id)
-                     * float(b["example_weight_B"].mean()) for b in batches)
+  tokens, useful_flops = 0, 0.0
+  for b in one_pass():
+    tokens += int(((b["context_BxExT"] != tokenizer.pad_id).sum((1, 2))
+                   * b["example_weight_B"]).sum())
+    useful_flops += (benchmark_train.train_step_flops(base, b, tokenizer.pad_id)
+                     * float(b["example_weight_B"].mean()))
   h100_flops_per_s = H100_MFU * benchmark_train.PEAK_TFLOPS["H100"][0] * 1e12
   h100_examples_per_s = h100_flops_per_s * num / useful_flops
   # Two epochs' worth of batches (at least 4), the first of them not counted.
