@@ -384,3 +384,13 @@ def test_order_bonus_takes_the_gated_penalty_off_every_line_after_the_cutoff():
   chunked = memory.order_bonus(place_BxE.reshape(2, 3, 1), 0.2, cutoff_B, gate_B)
   np.testing.assert_allclose(chunked.reshape(2, 3), bonus, atol=1e-6)
   np.testing.assert_allclose(memory.order_bonus(place_BxE, 0.2), 0.2 * place_BxE)
+
+
+def test_order_bonus_takes_the_penalty_off_the_lines_earlier_hops_read():
+  place_BxE = jnp.array([[0.0, 0.5, 1.0], [0.0, 0.5, 1.0]])
+  read_BxH = jnp.array([[0.5, -1.0], [1.0, 0.0]])  # -1: no line read yet
+  p = memory.BEFORE_PENALTY
+  bonus = memory.order_bonus(place_BxE, 0.0, read_BxH=read_BxH)
+  np.testing.assert_allclose(bonus, [[0.0, -p, 0.0], [-p, 0.0, -p]])
+  chunked = memory.order_bonus(place_BxE.reshape(2, 3, 1), 0.0, read_BxH=read_BxH)
+  np.testing.assert_allclose(chunked.reshape(2, 3), bonus)

@@ -139,19 +139,21 @@ def test_lines_encoded_in_chunks_give_the_latents_of_one_pass(tiny):
   np.testing.assert_allclose(r_chunked.readouts_BxHxC, r.readouts_BxHxC, atol=1e-5)
 
 
-@pytest.mark.parametrize("rule,before_gate", [(rule, False) for rule in hops_lib.UPDATE_RULES]
-                         + [("nearest_content", True)])
-def test_scanned_hops_equal_an_unrolled_loop(rule, before_gate):
+@pytest.mark.parametrize("rule,before_gate,skip_read",
+                         [(rule, False, False) for rule in hops_lib.UPDATE_RULES]
+                         + [("nearest_content", True, False), ("nearest_content", False, True)])
+def test_scanned_hops_equal_an_unrolled_loop(rule, before_gate, skip_read):
   b, e, c, hops = 3, 9, 16, 3
   z = jax.random.normal(jax.random.PRNGKey(2), (b, e, c))
   mask = jnp.ones((b, e), bool).at[0, 6:].set(False)
   mem = memory.write_chunked(z, mask, jnp.eye(12, c))
   query = jax.random.normal(jax.random.PRNGKey(3), (b, c))
-  op = hops_lib.HopOperator(hops, rule, before_gate=before_gate)
+  op = hops_lib.HopOperator(hops, rule, before_gate=before_gate, skip_read=skip_read)
   params = op.init(jax.random.PRNGKey(4), query, mem, z, mask)
   readouts, sims, _ = op.apply(params, query, mem, z, mask)
-  step = hops_lib.Hop(rule, before_gate=before_gate)
-  carry = (query, jnp.full((b,), 2.0))  # the first hop cuts no line
+  step = hops_lib.Hop(rule, before_gate=before_gate, skip_read=skip_read)
+  # The first hop cuts no line, and no line has been read.
+  carry = (query, jnp.full((b,), 2.0), jnp.full((b, hops), -1.0))
   for h in range(hops):
     carry, (readout, sim, _) = step.apply({"params": params.get("params", {}).get("hop", {})},
                                           carry, jax.random.PRNGKey(0), mem, z, mask, z)
@@ -182,6 +184,26 @@ def test_a_closed_before_gate_reads_no_line_after_the_previous_hops_line():
   _, closed = picks(30.0)
   assert np.all(closed[:, 1:] <= closed[:, :-1]), closed
   assert np.any(open_picks[:, 1:] > open_picks[:, :-1]), open_picks  # the cut mattered
+
+
+def test_with_skip_read_no_hop_reads_a_line_an_earlier_hop_read():
+  b, e, c, hops = 8, 40, 16, 3
+  z = jax.random.normal(jax.random.PRNGKey(2), (b, e, c))
+  mask = jnp.ones((b, e), bool).at[0, 30:].set(False)
+  mem = memory.write_chunked(z, mask, jnp.eye(12, c), lines_per_chunk=16)  # three chunks
+  query = jax.random.normal(jax.random.PRNGKey(3), (b, c))
+
+  def picks(skip_read):
+    op = hops_lib.HopOperator(hops, "add", skip_read=skip_read)
+    _, sims_BxHxE, _ = op.apply({}, query, mem, z, mask)
+    return np.asarray(jnp.argmax(sims_BxHxE, axis=-1))
+
+  # Adding readouts keeps the query near the first line read, so plain hops read it again.
+  again = lambda p: [len(set(row)) < hops for row in p]
+  assert any(again(picks(False)))
+  skipping = picks(True)
+  assert not any(again(skipping)), skipping
+  assert np.all(skipping[0] < 30)  # padding is still never read
 
 
 def test_the_before_gate_learns_from_the_read():

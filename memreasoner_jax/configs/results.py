@@ -40,6 +40,7 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # pseudo_rooms: every bAbI training story's rooms are pseudo-words (copy renames half), so the
 # decoder never learns to spell a room from memory and must copy every answer.
 # doubled: half the pseudo-rooms repeat a letter, as three of the six bAbI rooms do (bathroom).
+# skip_read: no hop reads a line an earlier hop read (models/hops.py).
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -53,7 +54,8 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "copy_written": {"model.decoder.copy_written": True},
           "pseudo_values": {"data.value_rename_fraction": 0.5},
           "pseudo_rooms": {"data.rename_fraction": 1.0},
-          "doubled": {"data.rename_doubled": 0.5}}
+          "doubled": {"data.rename_doubled": 0.5},
+          "skip_read": {"model.hops.skip_read": True}}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
@@ -79,6 +81,8 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "pseudo_rooms", "copy_written", "content", "answer_read", "order",
                  "question_read", "before_read", "steps2x"), ("qa2",)),
                (("copy", "copy_written", "content", "answer_read", "pseudo_values", "steps2x"),
+                ("vt2",)),
+               (("copy", "copy_written", "content", "answer_read", "pseudo_values", "skip_read"),
                 ("vt2",)),
                (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
                  "order", "question_read", "before_read", "steps2x"), ("qa2",)))

@@ -17,6 +17,8 @@ UPDATE_RULES = PAPER_UPDATE_RULES + ("nearest_content",)
 _MASKED_SIM = -1e4
 # The first hop's cutoff: after every line's place (places run from 0 to 1), so it cuts none.
 _NO_CUTOFF = 2.0
+# The place of a line no hop has read yet: before every line's.
+_NOT_READ = -1.0
 # The before gate's starting bias: the gate starts near open (0.12 of the full cut), so the
 # gradient, not the initialisation, decides which questions cut.
 _BEFORE_GATE_BIAS = -2.0
@@ -38,6 +40,9 @@ class Hop(nn.Module):
       line the previous hop read (see memory.order_bonus). "Where is the football?" after
       "John dropped the football" asks where John was before the drop, not where he went next;
       after "John picked up the football", where he is now.
+    skip_read: a hop never reads a line an earlier hop read (see memory.order_bonus). A vt2
+      hop that read the line it was sent from again ("VAR B = VAR A" twice) copied its name
+      twice and never reached the next link of the chain (BUILD_NOTES.md).
     dtype: compute dtype of the update network; the read itself is float32.
   """
 
@@ -48,19 +53,22 @@ class Hop(nn.Module):
   recency: float = 0.0
   learn_recency: bool = False
   before_gate: bool = False
+  skip_read: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, carry: tuple[jax.Array, jax.Array], rng: jax.Array,
+  def __call__(self, carry: tuple[jax.Array, jax.Array, jax.Array], rng: jax.Array,
                mem: memory.ChunkedMemory, lines_BxExC: jax.Array, mask_BxE: jax.Array,
                content_BxExC: jax.Array):
-    """Returns ((next query_BxC, next cutoff_B), (readout_BxC, similarity to every line_BxE
-    (with the order terms), read KL_B)).
+    """Returns ((next query_BxC, next cutoff_B, next read_BxH), (readout_BxC, similarity to
+    every line_BxE (with the order terms), read KL_B)).
 
-    The carry is the query and the place of the line the previous hop read (the cutoff).
+    The carry is the query, the place of the line the previous hop read (the cutoff), and the
+    places of the lines the hops so far read (`_NOT_READ` until H hops have).
     `content_BxExC` are the lines' latents before temporal encoding (`nearest_content` updates
     the query from the nearest line's)."""
-    query_BxC, cutoff_B = carry
+    query_BxC, cutoff_B, read_BxH = carry
+    skip_BxH = read_BxH if self.skip_read else None
     c = query_BxC.shape[-1]
     recency = (self.param("recency", nn.initializers.constant(self.recency), ())
                if self.learn_recency else self.recency)
@@ -81,7 +89,7 @@ class Hop(nn.Module):
       noise_BxNxK = std_Bx1x1 * memory.normal_per_index(rng, mem.memory_BxNxKxC.shape[:3])
     readout_BxC, weights_BxNxK, _ = memory.read_chunked(
         mem, query_BxC, combine=self.combine, weight_noise_BxNxK=noise_BxNxK,
-        recency=recency, cutoff_B=cutoff_B, gate_B=gate_B)
+        recency=recency, cutoff_B=cutoff_B, gate_B=gate_B, read_BxH=skip_BxH)
     if sample:
       var_Bx1x1 = jnp.square(std_Bx1x1)
       kl_BxNxK = 0.5 * (jnp.square(weights_BxNxK) + var_Bx1x1 - 1.0 - jnp.log(var_Bx1x1))
@@ -91,10 +99,12 @@ class Hop(nn.Module):
       kl_B = jnp.sum(jnp.where(real_BxNx1, kl_BxNxK, 0.0), axis=(1, 2))
     place_BxE = memory.line_place(mask_BxE)
     sims_BxE = memory.cosine(readout_BxC, lines_BxExC) + memory.order_bonus(
-        place_BxE, recency, cutoff_B, gate_B)
+        place_BxE, recency, cutoff_B, gate_B, skip_BxH)
     sims_BxE = jnp.where(mask_BxE, sims_BxE, _MASKED_SIM)
     pick_B = jnp.argmax(sims_BxE, axis=-1)
     next_cutoff_B = jnp.take_along_axis(place_BxE, pick_B[:, None], axis=1)[:, 0]
+    # The oldest entry drops out: with H entries, it is never one a later hop needs.
+    next_read_BxH = jnp.concatenate([read_BxH[:, 1:], next_cutoff_B[:, None]], axis=1)
     if self.update == "gru":
       next_BxC, _ = nn.GRUCell(c, dtype=self.dtype, name="gru")(query_BxC, readout_BxC)
     elif self.update == "add":
@@ -112,7 +122,8 @@ class Hop(nn.Module):
       next_BxC, _ = nn.GRUCell(c, dtype=self.dtype, name="gru")(query_BxC, found_BxC)
     else:
       raise ValueError(f"hop update must be one of {UPDATE_RULES}, got {self.update!r}")
-    return (next_BxC.astype(query_BxC.dtype), next_cutoff_B), (readout_BxC, sims_BxE, kl_B)
+    return ((next_BxC.astype(query_BxC.dtype), next_cutoff_B, next_read_BxH),
+            (readout_BxC, sims_BxE, kl_B))
 
 
 class HopOperator(nn.Module):
@@ -126,6 +137,7 @@ class HopOperator(nn.Module):
   recency: float = 0.0
   learn_recency: bool = False
   before_gate: bool = False
+  skip_read: bool = False
 
   @nn.compact
   def __call__(self, query_BxC: jax.Array, mem: memory.ChunkedMemory, lines_BxExC: jax.Array,
@@ -143,11 +155,13 @@ class HopOperator(nn.Module):
                    out_axes=0,
                    length=self.num_hops)
     hop = scan(self.update, self.read_noise, noisy, self.combine, self.recency,
-               self.learn_recency, self.before_gate, self.dtype, name="hop")
+               self.learn_recency, self.before_gate, self.skip_read, self.dtype, name="hop")
     lines_BxExC = lines_BxExC.astype(jnp.float32)
     content_BxExC = lines_BxExC if content_BxExC is None else content_BxExC.astype(jnp.float32)
-    cutoff_B = jnp.full(query_BxC.shape[:1], _NO_CUTOFF, jnp.float32)
+    b = query_BxC.shape[0]
+    carry = (query_BxC, jnp.full((b,), _NO_CUTOFF, jnp.float32),
+             jnp.full((b, self.num_hops), _NOT_READ, jnp.float32))
     _, (readouts_HxBxC, sims_HxBxE, kl_HxB) = hop(
-        (query_BxC, cutoff_B), rngs_H, mem, lines_BxExC, mask_BxE, content_BxExC)
+        carry, rngs_H, mem, lines_BxExC, mask_BxE, content_BxExC)
     return (jnp.swapaxes(readouts_HxBxC, 0, 1), jnp.swapaxes(sims_HxBxE, 0, 1),
             kl_HxB.sum(axis=0))

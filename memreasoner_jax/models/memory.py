@@ -337,25 +337,31 @@ def write_chunked(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Ar
       place_BxNxL=chunks(line_place(mask_BxE)).reshape(b, n, per_chunk))
 
 
-# What a closed before gate takes from each line after the cutoff: more than cosines span.
+# What a closed before gate takes from each line after the cutoff, and what a line an earlier
+# hop read loses with `skip_read`: more than cosines span.
 BEFORE_PENALTY = 2.0
 
 
 def order_bonus(place_Bx: jax.Array, recency: float | jax.Array,
-                cutoff_B: jax.Array | None = None, gate_B: jax.Array | None = None) -> jax.Array:
+                cutoff_B: jax.Array | None = None, gate_B: jax.Array | None = None,
+                read_BxH: jax.Array | None = None) -> jax.Array:
   """The order terms a read adds to the similarity of lines at places `place_Bx...`.
 
-  `recency` times the place (later lines win near ties), and, with a before gate, `gate_B`
-  times BEFORE_PENALTY off every line placed after `cutoff_B` (the previous hop's line): a
-  closed gate reads only that line and earlier ones. The comparison is exact at any length,
-  the places of the hop's lines and of the chunks' being the same numbers.
+  `recency` times the place (later lines win near ties); with a before gate, `gate_B` times
+  BEFORE_PENALTY off every line placed after `cutoff_B` (the previous hop's line): a closed gate
+  reads only that line and earlier ones; and BEFORE_PENALTY off the lines at the places
+  `read_BxH` (the lines earlier hops read; negative: none). The comparisons are exact at any
+  length, the places of the hop's lines and of the chunks' being the same numbers.
   """
   bonus = recency * place_Bx
-  if gate_B is None:
-    return bonus
   per_example = (slice(None),) + (None,) * (place_Bx.ndim - 1)
-  after = place_Bx > cutoff_B[per_example]
-  return bonus - BEFORE_PENALTY * gate_B[per_example] * after
+  if gate_B is not None:
+    after = place_Bx > cutoff_B[per_example]
+    bonus = bonus - BEFORE_PENALTY * gate_B[per_example] * after
+  if read_BxH is not None:
+    read_before = jnp.any(place_Bx[..., None] == read_BxH[per_example], axis=-1)
+    bonus = bonus - BEFORE_PENALTY * read_before
+  return bonus
 
 
 def cosine(a_BxC: jax.Array, b_BxNxC: jax.Array) -> jax.Array:
@@ -373,7 +379,8 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
                  weight_noise_BxNxK: jax.Array | None = None,
                  temperature: float = 0.1,
                  recency: float | jax.Array = 0.0, cutoff_B: jax.Array | None = None,
-                 gate_B: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 gate_B: jax.Array | None = None,
+                 read_BxH: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Reads every chunk with the query and combines the readouts.
 
   "nearest_line" keeps the readout whose nearest stored line has the highest cosine
@@ -391,6 +398,7 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
       takes its nearest line, so that of two lines that match the query about as well the
       later one wins, whether they share a chunk or not. A float, or a learned scalar.
     cutoff_B, gate_B: a hop's before gate and the previous hop's line place (`order_bonus`).
+    read_BxH: places of lines this read may not take (`order_bonus`).
 
   Returns:
     (readout_BxC, mean read weights_BxNxK before noise, chunk scores_BxN).
@@ -406,7 +414,8 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
     return readouts_BxNxC[:, 0], weights_BxNxK, jnp.zeros(readouts_BxNxC.shape[:2])
   # The nearest stored line of each chunk's readout: cosine over that chunk's real lines.
   sims_BxNxL = jax.vmap(cosine, in_axes=(1, 1), out_axes=1)(readouts_BxNxC, mem.lines_BxNxLxC)
-  sims_BxNxL = sims_BxNxL + order_bonus(mem.place_BxNxL, recency, cutoff_B, gate_B)
+  sims_BxNxL = sims_BxNxL + order_bonus(mem.place_BxNxL, recency, cutoff_B, gate_B,
+                                       read_BxH)
   sims_BxNxL = jnp.where(mem.keep_BxNxL, sims_BxNxL, -jnp.inf)
   scores_BxN = jnp.max(sims_BxNxL, axis=-1)
   pick_BxN = jax.nn.one_hot(jnp.argmax(scores_BxN, axis=-1), n)

@@ -132,7 +132,8 @@ class MemReasoner:
                                      config.memory.read_noise, config.memory.combine, dtype,
                                      config.memory.get("recency", 0.0),
                                      config.memory.get("learn_recency", False),
-                                     config.hops.get("before_gate", False))
+                                     config.hops.get("before_gate", False),
+                                     config.hops.get("skip_read", False))
     self.decoder = decoder_lib.Decoder(config.decoder, dtype, implementation, remat)
     self.copy_head = (copying.CopyHead(config.decoder.d_model, config.decoder.vocab_size,
                                        config.decoder.get("copy_written", False))

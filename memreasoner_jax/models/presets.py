@@ -85,6 +85,8 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # A learned gate on each hop's query that may cut the lines after the previous hop's line
   # from its read (qa2: after "John dropped the football", where John was before; hops.py).
   cfg.hops.before_gate = False
+  # Each hop reads a line no earlier hop read (vt: every hop follows the chain one link on).
+  cfg.hops.skip_read = False
 
   cfg.decoder = ml_collections.ConfigDict()
   cfg.decoder.num_layers = dec_l  # transformer blocks (L)
