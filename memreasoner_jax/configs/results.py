@@ -39,7 +39,7 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # pseudo_values: half the vt training examples get values of 3 to 8 digits (tasks/rename.py).
 # pseudo_rooms: every bAbI training story's rooms are pseudo-words (copy renames half), so the
 # decoder never learns to spell a room from memory and must copy every answer.
-# doubled: half the pseudo-rooms repeat a letter, as three of the six bAbI rooms do (bathroom).
+# doubled: half the pseudo-rooms repeat a letter, as four of the six bAbI rooms do (bathroom).
 # skip_read: no hop reads a line an earlier hop read (models/hops.py).
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
