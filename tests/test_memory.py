@@ -389,7 +389,7 @@ def test_order_bonus_takes_the_gated_penalty_off_every_line_after_the_cutoff():
 def test_order_bonus_takes_the_penalty_off_the_lines_earlier_hops_read():
   place_BxE = jnp.array([[0.0, 0.5, 1.0], [0.0, 0.5, 1.0]])
   read_BxH = jnp.array([[0.5, -1.0], [1.0, 0.0]])  # -1: no line read yet
-  p = memory.BEFORE_PENALTY
+  p = memory.READ_PENALTY
   bonus = memory.order_bonus(place_BxE, 0.0, read_BxH=read_BxH)
   np.testing.assert_allclose(bonus, [[0.0, -p, 0.0], [-p, 0.0, -p]])
   chunked = memory.order_bonus(place_BxE.reshape(2, 3, 1), 0.0, read_BxH=read_BxH)

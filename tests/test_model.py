@@ -91,6 +91,18 @@ def test_memory_recency_reaches_the_hops_and_a_large_one_reads_the_last_line():
   assert losses.reads_back(plain, 16) and not losses.reads_back(recent, 16)
 
 
+def test_skip_read_reaches_the_hops_each_reading_a_line_no_earlier_hop_read():
+  # A recency this large makes every hop read the last line; kept off the lines earlier hops
+  # read, each hop reads the latest line left.
+  options = {"memory.mode": "chunked", "memory.lines_per_chunk": 4, "hops.num_hops": 3,
+             "memory.recency": 10.0, "hops.skip_read": True}
+  model = model_lib.MemReasoner(_config(**options))
+  batch = toy_batches.qa1_batch(4, seed=7, lines=10, pad_lines=6)
+  params = model.init(jax.random.PRNGKey(2), batch)
+  reads = np.argmax(jax.jit(model.reason)(params, batch).sims_BxHxE, axis=-1)
+  np.testing.assert_array_equal(reads, np.broadcast_to([9, 8, 7], reads.shape))
+
+
 def test_learned_recency_is_one_parameter_that_the_losses_move():
   learned = model_lib.MemReasoner(_config(**{"memory.mode": "chunked", "memory.lines_per_chunk": 4,
                                              "hops.num_hops": 2, "memory.recency": 0.5,

@@ -337,9 +337,11 @@ def write_chunked(facts_BxExC: jax.Array, mask_BxE: jax.Array, prior_KxC: jax.Ar
       place_BxNxL=chunks(line_place(mask_BxE)).reshape(b, n, per_chunk))
 
 
-# What a closed before gate takes from each line after the cutoff, and what a line an earlier
-# hop read loses with `skip_read`: more than cosines span.
+# What a closed before gate takes from each line after the cutoff: more than cosines span.
 BEFORE_PENALTY = 2.0
+# What a line an earlier hop read loses with `skip_read`: more than cosines and any recency bonus
+# span, so the line is never read again (2 was not: a large bonus outweighed it).
+READ_PENALTY = 1e3
 
 
 def order_bonus(place_Bx: jax.Array, recency: float | jax.Array,
@@ -349,7 +351,7 @@ def order_bonus(place_Bx: jax.Array, recency: float | jax.Array,
 
   `recency` times the place (later lines win near ties); with a before gate, `gate_B` times
   BEFORE_PENALTY off every line placed after `cutoff_B` (the previous hop's line): a closed gate
-  reads only that line and earlier ones; and BEFORE_PENALTY off the lines at the places
+  reads only that line and earlier ones; and READ_PENALTY off the lines at the places
   `read_BxH` (the lines earlier hops read; negative: none). The comparisons are exact at any
   length, the places of the hop's lines and of the chunks' being the same numbers.
   """
@@ -360,7 +362,7 @@ def order_bonus(place_Bx: jax.Array, recency: float | jax.Array,
     bonus = bonus - BEFORE_PENALTY * gate_B[per_example] * after
   if read_BxH is not None:
     read_before = jnp.any(place_Bx[..., None] == read_BxH[per_example], axis=-1)
-    bonus = bonus - BEFORE_PENALTY * read_before
+    bonus = bonus - READ_PENALTY * read_before
   return bonus
 
 
