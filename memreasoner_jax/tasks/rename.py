@@ -48,9 +48,9 @@ def rename_example(example: Example) -> Example:
 def pseudo_rooms(rng: random.Random, doubled: float = 0.0) -> dict[str, str]:
   """Each room -> a distinct random lower-case pseudo-word of 4 to 8 letters, never a bAbI word
   nor a renamed-split room, so training on them leaves the renamed splits unseen. A `doubled`
-  share of the words repeat one of their letters in place ("kelmo" -> "kellmo"): uniform letters
-  double one only about once in 26 places, and the copy then learns to write doubled letters once
-  (BUILD_NOTES.md)."""
+  share of the words repeat one of their letters in place ("kelmo" -> "kellmo", one letter
+  longer): uniform letters double one only about once in 26 places, and a copy trained on those
+  alone wrote doubled letters once (BUILD_NOTES.md)."""
   taken = set(vocab.BABI_WORDS) | set(vocab.RENAMED_ROOMS)
   words: list[str] = []
   while len(words) < len(vocab.ROOMS):
