@@ -134,6 +134,16 @@ def test_generated_training_renames_the_configured_share_of_stories():
   assert all(m.answer in rooms for p, m in zip(plain, mixed) if m == p)
 
 
+def test_generated_training_doubles_a_letter_in_the_configured_share_of_pseudo_rooms():
+  config = _config("generated")
+  config.data.train_examples = 200
+  config.data.rename_fraction = 1.0
+  share = lambda examples: sum(bool(re.search(r"(.)\1", ex.answer)) for ex in examples) / 200
+  plain = share(input_pipeline.train_examples(config.data))
+  config.data.rename_doubled = 1.0
+  assert plain < 0.3 and share(input_pipeline.train_examples(config.data)) == 1.0
+
+
 def test_generated_training_gives_the_configured_share_of_vt_examples_pseudo_values():
   config = _config("generated")
   config.data.tasks = "vt1"
