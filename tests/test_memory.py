@@ -230,6 +230,42 @@ def test_recency_hands_a_near_tie_to_the_later_line_by_relative_place():
   assert bool(jnp.all(jnp.isneginf(recent_scores[0, 3:])))
 
 
+def test_latest_within_reads_the_latest_near_best_line_however_close_the_places():
+  # Example 0: three lines about the query near the best (0.90, 0.88, 0.87) and a filler line
+  # far below; places 1 apart in 10,000, so no recency bonus could tell them apart.
+  sims = jnp.array([[0.90, 0.88, 0.87, 0.30], [0.90, 0.70, 0.92, 0.95]])
+  place = jnp.array([[0.5000, 0.5001, 0.5002, 0.9], [0.1, 0.2, 0.3, 0.0]])
+  pick = lambda margin: jnp.argmax(memory.latest_within(sims, place, margin), axis=-1)
+  np.testing.assert_array_equal(pick(0.0), [0, 3])
+  np.testing.assert_array_equal(pick(0.025), [1, 3])  # line 2 is 0.03 below: not a candidate
+  np.testing.assert_array_equal(pick(0.05), [2, 2])  # example 1: line 2, the latest of 0, 2, 3
+  np.testing.assert_array_equal(pick(0.7), [3, 2])  # every line a candidate: the last place
+  lifted = memory.latest_within(sims, place, 0.05)
+  # Lifted at most two margins above the best, the other lines unchanged; the gradient is the
+  # similarities' own.
+  assert float(jnp.max(lifted - jnp.max(sims, axis=-1, keepdims=True))) <= 0.1
+  np.testing.assert_array_equal(lifted[sims < 0.85], sims[sims < 0.85])
+  grad = jax.grad(lambda x: jnp.sum(memory.latest_within(x, place, 0.05) * jnp.arange(4.0)))(sims)
+  np.testing.assert_array_equal(grad, jnp.broadcast_to(jnp.arange(4.0), sims.shape))
+
+
+def test_latest_margin_reads_the_chunk_of_the_later_copy_whatever_the_gap():
+  # As in the recency test, but the later copy is in the next chunk: the two places are 8 lines
+  # apart in 40 (example 1) and the query still prefers line 3. A margin hands the read to the
+  # later copy; padding chunks stay unread.
+  z = _latents(15, 2, 40, 32)
+  mask = jnp.arange(40) < jnp.array([[24], [40]])
+  z = z.at[:, 11].set(z[:, 3] + 0.05 * z[:, 5])
+  mem = memory.write_chunked(z, mask, jnp.eye(8, 32), lines_per_chunk=8)
+  nearest = lambda readout: jnp.argmax(memory.cosine(readout, z), axis=-1)
+  plain, _, _ = memory.read_chunked(mem, z[:, 3])
+  latest, _, scores = memory.read_chunked(mem, z[:, 3], latest_margin=0.1)
+  np.testing.assert_array_equal(nearest(plain), [3, 3])
+  np.testing.assert_array_equal(nearest(latest), [11, 11])
+  np.testing.assert_array_equal(jnp.argmax(scores, axis=-1), [1, 1])
+  assert bool(jnp.all(jnp.isneginf(scores[0, 3:])))
+
+
 @pytest.mark.parametrize("pinv", memory.PINV_METHODS)
 def test_write_and_read_gradients_match_finite_differences(pinv):
   # The memory algebra runs in float32 whatever it is given (so x64 would change nothing).

@@ -103,6 +103,19 @@ def test_skip_read_reaches_the_hops_each_reading_a_line_no_earlier_hop_read():
   np.testing.assert_array_equal(reads, np.broadcast_to([9, 8, 7], reads.shape))
 
 
+def test_latest_margin_reaches_the_hops_and_a_wide_one_reads_the_last_line():
+  # A margin wider than cosines span makes every line a candidate: each hop reads the last
+  # real line.
+  chunked = {"memory.mode": "chunked", "memory.lines_per_chunk": 4, "hops.num_hops": 2}
+  latest = model_lib.MemReasoner(_config(**chunked, **{"memory.latest_margin": 3.0}))
+  batch = toy_batches.qa1_batch(4, seed=7, lines=10, pad_lines=6)
+  params = latest.init(jax.random.PRNGKey(2), batch)
+  reads = np.argmax(jax.jit(latest.reason)(params, batch).sims_BxHxE, axis=-1)
+  np.testing.assert_array_equal(reads, 9)
+  with pytest.raises(ValueError, match="memory.latest_margin must be >= 0"):
+    model_lib.MemReasoner(_config(**{"memory.latest_margin": -0.1}))
+
+
 def test_learned_recency_is_one_parameter_that_the_losses_move():
   learned = model_lib.MemReasoner(_config(**{"memory.mode": "chunked", "memory.lines_per_chunk": 4,
                                              "hops.num_hops": 2, "memory.recency": 0.5,

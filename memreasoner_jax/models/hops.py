@@ -43,6 +43,8 @@ class Hop(nn.Module):
     skip_read: a hop never reads a line an earlier hop read (see memory.order_bonus). A vt2
       hop that read the line it was sent from again ("VAR B = VAR A" twice) copied its name
       twice and never reached the next link of the chain (BUILD_NOTES.md).
+    latest_margin: of the lines within this margin of the best similarity, the latest is read
+      (memory.latest_within; 0: the best).
     dtype: compute dtype of the update network; the read itself is float32.
   """
 
@@ -54,6 +56,7 @@ class Hop(nn.Module):
   learn_recency: bool = False
   before_gate: bool = False
   skip_read: bool = False
+  latest_margin: float = 0.0
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -89,7 +92,8 @@ class Hop(nn.Module):
       noise_BxNxK = std_Bx1x1 * memory.normal_per_index(rng, mem.memory_BxNxKxC.shape[:3])
     readout_BxC, weights_BxNxK, _ = memory.read_chunked(
         mem, query_BxC, combine=self.combine, weight_noise_BxNxK=noise_BxNxK,
-        recency=recency, cutoff_B=cutoff_B, gate_B=gate_B, read_BxH=skip_BxH)
+        recency=recency, cutoff_B=cutoff_B, gate_B=gate_B, read_BxH=skip_BxH,
+        latest_margin=self.latest_margin)
     if sample:
       var_Bx1x1 = jnp.square(std_Bx1x1)
       kl_BxNxK = 0.5 * (jnp.square(weights_BxNxK) + var_Bx1x1 - 1.0 - jnp.log(var_Bx1x1))
@@ -101,6 +105,7 @@ class Hop(nn.Module):
     sims_BxE = memory.cosine(readout_BxC, lines_BxExC) + memory.order_bonus(
         place_BxE, recency, cutoff_B, gate_B, skip_BxH)
     sims_BxE = jnp.where(mask_BxE, sims_BxE, _MASKED_SIM)
+    sims_BxE = memory.latest_within(sims_BxE, place_BxE, self.latest_margin)
     pick_B = jnp.argmax(sims_BxE, axis=-1)
     next_cutoff_B = jnp.take_along_axis(place_BxE, pick_B[:, None], axis=1)[:, 0]
     # The oldest entry drops out: with H entries, it is never one a later hop needs.
@@ -138,6 +143,7 @@ class HopOperator(nn.Module):
   learn_recency: bool = False
   before_gate: bool = False
   skip_read: bool = False
+  latest_margin: float = 0.0
 
   @nn.compact
   def __call__(self, query_BxC: jax.Array, mem: memory.ChunkedMemory, lines_BxExC: jax.Array,
@@ -155,7 +161,8 @@ class HopOperator(nn.Module):
                    out_axes=0,
                    length=self.num_hops)
     hop = scan(self.update, self.read_noise, noisy, self.combine, self.recency,
-               self.learn_recency, self.before_gate, self.skip_read, self.dtype, name="hop")
+               self.learn_recency, self.before_gate, self.skip_read, self.latest_margin,
+               self.dtype, name="hop")
     lines_BxExC = lines_BxExC.astype(jnp.float32)
     content_BxExC = lines_BxExC if content_BxExC is None else content_BxExC.astype(jnp.float32)
     b = query_BxC.shape[0]

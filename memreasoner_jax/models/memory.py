@@ -366,6 +366,26 @@ def order_bonus(place_Bx: jax.Array, recency: float | jax.Array,
   return bonus
 
 
+def latest_within(sims_BxN: jax.Array, place_BxN: jax.Array, margin: float) -> jax.Array:
+  """The similarities with the latest near-best line lifted to the top (`margin` > 0).
+
+  Every line within `margin` of the example's best similarity (over all trailing axes: lines,
+  or chunks and their lines) is a candidate; the candidates are lifted above every other line,
+  in the order of their places, so the latest of them wins. A recency bonus times the place
+  loses a near tie when the two lines stand close together, which in a long context they often
+  do; this rule does not look at the distance. The lift carries no gradient: the similarities
+  keep theirs.
+  """
+  if margin <= 0:
+    return sims_BxN
+  axes = tuple(range(1, sims_BxN.ndim))
+  best_Bx1 = jnp.max(sims_BxN, axis=axes, keepdims=True)
+  candidate_BxN = sims_BxN >= best_Bx1 - margin
+  # At most 2 margins above the best: the candidates' order, not a large value, decides.
+  lift_BxN = jnp.where(candidate_BxN, best_Bx1 + margin * (1.0 + place_BxN) - sims_BxN, 0.0)
+  return sims_BxN + jax.lax.stop_gradient(lift_BxN)
+
+
 def cosine(a_BxC: jax.Array, b_BxNxC: jax.Array) -> jax.Array:
   """Cosine similarity of each vector in `a` with each of its N partners in `b`, float32."""
   a_BxC = a_BxC.astype(jnp.float32)
@@ -382,7 +402,8 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
                  temperature: float = 0.1,
                  recency: float | jax.Array = 0.0, cutoff_B: jax.Array | None = None,
                  gate_B: jax.Array | None = None,
-                 read_BxH: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 read_BxH: jax.Array | None = None,
+                 latest_margin: float = 0.0) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Reads every chunk with the query and combines the readouts.
 
   "nearest_line" keeps the readout whose nearest stored line has the highest cosine
@@ -401,6 +422,8 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
       later one wins, whether they share a chunk or not. A float, or a learned scalar.
     cutoff_B, gate_B: a hop's before gate and the previous hop's line place (`order_bonus`).
     read_BxH: places of lines this read may not take (`order_bonus`).
+    latest_margin: the chunk holding the latest line within this margin of the best line's
+      similarity is read (`latest_within`; 0: the best line's chunk).
 
   Returns:
     (readout_BxC, mean read weights_BxNxK before noise, chunk scores_BxN).
@@ -419,6 +442,7 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
   sims_BxNxL = sims_BxNxL + order_bonus(mem.place_BxNxL, recency, cutoff_B, gate_B,
                                        read_BxH)
   sims_BxNxL = jnp.where(mem.keep_BxNxL, sims_BxNxL, -jnp.inf)
+  sims_BxNxL = latest_within(sims_BxNxL, mem.place_BxNxL, latest_margin)
   scores_BxN = jnp.max(sims_BxNxL, axis=-1)
   pick_BxN = jax.nn.one_hot(jnp.argmax(scores_BxN, axis=-1), n)
   if combine != "nearest_line":

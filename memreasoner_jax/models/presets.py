@@ -71,6 +71,9 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # any gap, where the BiGRU forgets across thousands of filler lines (BUILD_NOTES.md).
   cfg.memory.recency = 0.0
   cfg.memory.learn_recency = False
+  # Of the lines whose similarity is within this margin of a read's best, the latest is read,
+  # however far apart they stand (0: the best; memory.latest_within).
+  cfg.memory.latest_margin = 0.0
   # How M^+ is computed: gram (the read as a projection onto the lines via one Cholesky of
   # their E x E Gram matrix when E <= K, else as solve), solve (regularised normal equations),
   # svd (jnp.linalg.pinv, the reference), ben_israel (Larimar's iteration) or auto (svd on
