@@ -265,11 +265,13 @@ def test_execution_fields_differ_without_refusing_the_checkpoint():
   # A field added since is its default in a checkpoint without it; any other value differs.
   saved["model"]["dtype"] = "float32"
   del saved["model"]["decoder"]["copy"], saved["model"]["memory"]["recency"]
-  del saved["model"]["memory"]["learn_recency"]
+  del saved["model"]["memory"]["learn_recency"], saved["model"]["memory"]["latest_margin"]
   assert checkpointing.differences(saved, current) == []
   current["model"]["decoder"]["copy"], current["model"]["memory"]["recency"] = True, 0.1
   current["model"]["memory"]["learn_recency"] = True
+  current["model"]["memory"]["latest_margin"] = 0.1
   assert checkpointing.differences(saved, current) == [
       "model.decoder.copy: checkpoint False, this config True",
+      "model.memory.latest_margin: checkpoint 0.0, this config 0.1",
       "model.memory.learn_recency: checkpoint False, this config True",
       "model.memory.recency: checkpoint 0.0, this config 0.1"]
