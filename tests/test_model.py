@@ -164,21 +164,22 @@ def test_lines_encoded_in_chunks_give_the_latents_of_one_pass(tiny):
   np.testing.assert_allclose(r_chunked.readouts_BxHxC, r.readouts_BxHxC, atol=1e-5)
 
 
-@pytest.mark.parametrize("rule,before_gate,skip_read",
-                         [(rule, False, False) for rule in hops_lib.UPDATE_RULES]
-                         + [("nearest_content", True, False), ("nearest_content", False, True)])
-def test_scanned_hops_equal_an_unrolled_loop(rule, before_gate, skip_read):
+@pytest.mark.parametrize("rule,options",
+                         [(rule, {}) for rule in hops_lib.UPDATE_RULES]
+                         + [("nearest_content", {"before_gate": True}),
+                            ("nearest_content", {"skip_read": True}),
+                            ("nearest_content", {"latest_margin": 0.1})])
+def test_scanned_hops_equal_an_unrolled_loop(rule, options):
   b, e, c, hops = 3, 9, 16, 3
   z = jax.random.normal(jax.random.PRNGKey(2), (b, e, c))
   mask = jnp.ones((b, e), bool).at[0, 6:].set(False)
   mem = memory.write_chunked(z, mask, jnp.eye(12, c))
   query = jax.random.normal(jax.random.PRNGKey(3), (b, c))
-  op = hops_lib.HopOperator(hops, rule, before_gate=before_gate, skip_read=skip_read)
+  op = hops_lib.HopOperator(hops, rule, **options)
   params = op.init(jax.random.PRNGKey(4), query, mem, z, mask)
   readouts, sims, _ = op.apply(params, query, mem, z, mask)
-  step = hops_lib.Hop(rule, before_gate=before_gate, skip_read=skip_read)
-  # The first hop cuts no line, and no line has been read.
-  carry = (query, jnp.full((b,), 2.0), jnp.full((b, hops), -1.0))
+  step = hops_lib.Hop(rule, **options)
+  carry = (query, jnp.full((b, hops), -1.0))  # no line has been read
   for h in range(hops):
     carry, (readout, sim, _) = step.apply({"params": params.get("params", {}).get("hop", {})},
                                           carry, jax.random.PRNGKey(0), mem, z, mask, z)

@@ -60,17 +60,19 @@ class Hop(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, carry: tuple[jax.Array, jax.Array, jax.Array], rng: jax.Array,
+  def __call__(self, carry: tuple[jax.Array, jax.Array], rng: jax.Array,
                mem: memory.ChunkedMemory, lines_BxExC: jax.Array, mask_BxE: jax.Array,
                content_BxExC: jax.Array):
-    """Returns ((next query_BxC, next cutoff_B, next read_BxH), (readout_BxC, similarity to
-    every line_BxE (with the order terms), read KL_B)).
+    """Returns ((next query_BxC, next read_BxH), (readout_BxC, similarity to every line_BxE
+    (with the order terms), read KL_B)).
 
-    The carry is the query, the place of the line the previous hop read (the cutoff), and the
-    places of the lines the hops so far read (`_NOT_READ` until H hops have).
+    The carry is the query and the places of the lines the hops so far read, oldest first
+    (`_NOT_READ` until H hops have); the last is the previous hop's line, the before gate's
+    cutoff.
     `content_BxExC` are the lines' latents before temporal encoding (`nearest_content` updates
     the query from the nearest line's)."""
-    query_BxC, cutoff_B, read_BxH = carry
+    query_BxC, read_BxH = carry
+    cutoff_B = jnp.where(read_BxH[:, -1] == _NOT_READ, _NO_CUTOFF, read_BxH[:, -1])
     skip_BxH = read_BxH if self.skip_read else None
     c = query_BxC.shape[-1]
     recency = (self.param("recency", nn.initializers.constant(self.recency), ())
@@ -107,9 +109,9 @@ class Hop(nn.Module):
     sims_BxE = jnp.where(mask_BxE, sims_BxE, _MASKED_SIM)
     sims_BxE = memory.latest_within(sims_BxE, place_BxE, self.latest_margin)
     pick_B = jnp.argmax(sims_BxE, axis=-1)
-    next_cutoff_B = jnp.take_along_axis(place_BxE, pick_B[:, None], axis=1)[:, 0]
+    picked_Bx1 = jnp.take_along_axis(place_BxE, pick_B[:, None], axis=1)
     # The oldest entry drops out: with H entries, it is never one a later hop needs.
-    next_read_BxH = jnp.concatenate([read_BxH[:, 1:], next_cutoff_B[:, None]], axis=1)
+    next_read_BxH = jnp.concatenate([read_BxH[:, 1:], picked_Bx1], axis=1)
     if self.update == "gru":
       next_BxC, _ = nn.GRUCell(c, dtype=self.dtype, name="gru")(query_BxC, readout_BxC)
     elif self.update == "add":
@@ -127,7 +129,7 @@ class Hop(nn.Module):
       next_BxC, _ = nn.GRUCell(c, dtype=self.dtype, name="gru")(query_BxC, found_BxC)
     else:
       raise ValueError(f"hop update must be one of {UPDATE_RULES}, got {self.update!r}")
-    return ((next_BxC.astype(query_BxC.dtype), next_cutoff_B, next_read_BxH),
+    return ((next_BxC.astype(query_BxC.dtype), next_read_BxH),
             (readout_BxC, sims_BxE, kl_B))
 
 
@@ -166,8 +168,7 @@ class HopOperator(nn.Module):
     lines_BxExC = lines_BxExC.astype(jnp.float32)
     content_BxExC = lines_BxExC if content_BxExC is None else content_BxExC.astype(jnp.float32)
     b = query_BxC.shape[0]
-    carry = (query_BxC, jnp.full((b,), _NO_CUTOFF, jnp.float32),
-             jnp.full((b, self.num_hops), _NOT_READ, jnp.float32))
+    carry = (query_BxC, jnp.full((b, self.num_hops), _NOT_READ, jnp.float32))
     _, (readouts_HxBxC, sims_HxBxE, kl_HxB) = hop(
         carry, rngs_H, mem, lines_BxExC, mask_BxE, content_BxExC)
     return (jnp.swapaxes(readouts_HxBxC, 0, 1), jnp.swapaxes(sims_HxBxE, 0, 1),
