@@ -266,6 +266,37 @@ def test_latest_margin_reads_the_chunk_of_the_later_copy_whatever_the_gap():
   assert bool(jnp.all(jnp.isneginf(scores[0, 3:])))
 
 
+def test_latest_alike_keeps_lines_unlike_the_best_out_of_the_candidates():
+  # Lines 0 and 2 say alike things (cosine 0.96); line 3, later and as near the query, says
+  # something else (cosine 0 with line 0). With the margin alone the latest, line 3, is read;
+  # asking for likeness 0.9 to the best line reads line 2. Chunked the same: B x N x L.
+  lines = jnp.array([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.96, 0.28, 0.0], [0.0, 1.0, 0.0]]])
+  sims = jnp.array([[0.90, 0.10, 0.88, 0.89]])
+  place = jnp.array([[0.0, 0.3, 0.6, 1.0]])
+  pick = lambda s, p, l, alike: jnp.argmax(
+      memory.latest_within(s, p, 0.05, l, alike).reshape(1, -1), axis=-1)
+  np.testing.assert_array_equal(pick(sims, place, lines, -1.0), [3])
+  np.testing.assert_array_equal(pick(sims, place, lines, 0.9), [2])
+  np.testing.assert_array_equal(pick(sims, place, lines, 1.0), [0])  # only the best is alike
+  np.testing.assert_array_equal(
+      pick(sims.reshape(1, 2, 2), place.reshape(1, 2, 2), lines.reshape(1, 2, 2, 3), 0.9), [2])
+
+
+def test_latest_alike_passes_to_the_chunked_read():
+  # The later copy of line 3 (line 11) is alike; a line unlike it, planted as near the query
+  # in a later chunk (line 19), takes the margin's read unless likeness is asked for.
+  z = _latents(15, 2, 40, 32)
+  mask = jnp.arange(40) < jnp.array([[24], [40]])
+  z = z.at[:, 11].set(z[:, 3] + 0.05 * z[:, 5])
+  z = z.at[:, 19].set(z[:, 3] + 0.9 * z[:, 7])
+  mem = memory.write_chunked(z, mask, jnp.eye(8, 32), lines_per_chunk=8)
+  nearest = lambda readout: jnp.argmax(memory.cosine(readout, z), axis=-1)
+  wide, _, _ = memory.read_chunked(mem, z[:, 3], latest_margin=0.5)
+  alike, _, _ = memory.read_chunked(mem, z[:, 3], latest_margin=0.5, latest_alike=0.95)
+  np.testing.assert_array_equal(nearest(wide), [19, 19])
+  np.testing.assert_array_equal(nearest(alike), [11, 11])
+
+
 @pytest.mark.parametrize("pinv", memory.PINV_METHODS)
 def test_write_and_read_gradients_match_finite_differences(pinv):
   # The memory algebra runs in float32 whatever it is given (so x64 would change nothing).

@@ -114,6 +114,15 @@ def test_latest_margin_reaches_the_hops_and_a_wide_one_reads_the_last_line():
   np.testing.assert_array_equal(reads, 9)
   with pytest.raises(ValueError, match="memory.latest_margin must be >= 0"):
     model_lib.MemReasoner(_config(**{"memory.latest_margin": -0.1}))
+  # Asking every candidate to be the best line itself (likeness 1) reads what no margin reads.
+  alike = model_lib.MemReasoner(_config(**chunked, **{"memory.latest_margin": 3.0,
+                                                       "memory.latest_alike": 1.0}))
+  plain = model_lib.MemReasoner(_config(**chunked))
+  np.testing.assert_array_equal(
+      np.argmax(jax.jit(alike.reason)(params, batch).sims_BxHxE, axis=-1),
+      np.argmax(jax.jit(plain.reason)(params, batch).sims_BxHxE, axis=-1))
+  with pytest.raises(ValueError, match="memory.latest_alike must be between -1 and 1"):
+    model_lib.MemReasoner(_config(**{"memory.latest_alike": 1.5}))
 
 
 def test_learned_recency_is_one_parameter_that_the_losses_move():

@@ -266,12 +266,15 @@ def test_execution_fields_differ_without_refusing_the_checkpoint():
   saved["model"]["dtype"] = "float32"
   del saved["model"]["decoder"]["copy"], saved["model"]["memory"]["recency"]
   del saved["model"]["memory"]["learn_recency"], saved["model"]["memory"]["latest_margin"]
+  del saved["model"]["memory"]["latest_alike"]
   assert checkpointing.differences(saved, current) == []
   current["model"]["decoder"]["copy"], current["model"]["memory"]["recency"] = True, 0.1
   current["model"]["memory"]["learn_recency"] = True
   current["model"]["memory"]["latest_margin"] = 0.1
+  current["model"]["memory"]["latest_alike"] = 0.8
   assert checkpointing.differences(saved, current) == [
       "model.decoder.copy: checkpoint False, this config True",
+      "model.memory.latest_alike: checkpoint -1.0, this config 0.8",
       "model.memory.latest_margin: checkpoint 0.0, this config 0.1",
       "model.memory.learn_recency: checkpoint False, this config True",
       "model.memory.recency: checkpoint 0.0, this config 0.1"]

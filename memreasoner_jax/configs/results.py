@@ -43,6 +43,9 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # skip_read: no hop reads a line an earlier hop read (models/hops.py).
 # latest: of the lines within 0.1 of a read's best similarity, the latest is read, however far
 # apart they stand (models/memory.py; the margin chosen on trial books, BUILD_NOTES.md).
+# alike: with latest, a later line is read in the best one's place only if its latent has cosine
+# 0.8 or more with the best line's: filler that comes near the query by chance in a long
+# haystack is not read (chosen on trial books, BUILD_NOTES.md).
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -58,7 +61,8 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "pseudo_rooms": {"data.rename_fraction": 1.0},
           "doubled": {"data.rename_doubled": 0.5},
           "skip_read": {"model.hops.skip_read": True},
-          "latest": {"model.memory.latest_margin": 0.1}}
+          "latest": {"model.memory.latest_margin": 0.1},
+          "alike": {"model.memory.latest_alike": 0.8}}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
@@ -91,7 +95,11 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                  "order", "question_read", "before_read", "steps2x"), ("qa2",)),
                (("copy", "copy_written", "answer_read", "order", "latest"), ("qa1",)),
                (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
-                 "order", "question_read", "before_read", "steps2x", "latest"), ("qa2",)))
+                 "order", "question_read", "before_read", "steps2x", "latest"), ("qa2",)),
+               (("copy", "copy_written", "answer_read", "order", "latest", "alike"), ("qa1",)),
+               (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
+                 "order", "question_read", "before_read", "steps2x", "latest", "alike"),
+                ("qa2",)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,6 +45,8 @@ class Hop(nn.Module):
       twice and never reached the next link of the chain (BUILD_NOTES.md).
     latest_margin: of the lines within this margin of the best similarity, the latest is read
       (memory.latest_within; 0: the best).
+    latest_alike: a later line is read in the best one's place only when its cosine similarity
+      to the best line is at least this (memory.latest_within; -1: any).
     dtype: compute dtype of the update network; the read itself is float32.
   """
 
@@ -57,6 +59,7 @@ class Hop(nn.Module):
   before_gate: bool = False
   skip_read: bool = False
   latest_margin: float = 0.0
+  latest_alike: float = -1.0
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -95,7 +98,7 @@ class Hop(nn.Module):
     readout_BxC, weights_BxNxK, _ = memory.read_chunked(
         mem, query_BxC, combine=self.combine, weight_noise_BxNxK=noise_BxNxK,
         recency=recency, cutoff_B=cutoff_B, gate_B=gate_B, read_BxH=skip_BxH,
-        latest_margin=self.latest_margin)
+        latest_margin=self.latest_margin, latest_alike=self.latest_alike)
     if sample:
       var_Bx1x1 = jnp.square(std_Bx1x1)
       kl_BxNxK = 0.5 * (jnp.square(weights_BxNxK) + var_Bx1x1 - 1.0 - jnp.log(var_Bx1x1))
@@ -107,7 +110,8 @@ class Hop(nn.Module):
     sims_BxE = memory.cosine(readout_BxC, lines_BxExC) + memory.order_bonus(
         place_BxE, recency, cutoff_B, gate_B, skip_BxH)
     sims_BxE = jnp.where(mask_BxE, sims_BxE, _MASKED_SIM)
-    sims_BxE = memory.latest_within(sims_BxE, place_BxE, self.latest_margin)
+    sims_BxE = memory.latest_within(sims_BxE, place_BxE, self.latest_margin, lines_BxExC,
+                                    self.latest_alike)
     pick_B = jnp.argmax(sims_BxE, axis=-1)
     picked_Bx1 = jnp.take_along_axis(place_BxE, pick_B[:, None], axis=1)
     # The oldest entry drops out: with H entries, it is never one a later hop needs.
@@ -146,6 +150,7 @@ class HopOperator(nn.Module):
   before_gate: bool = False
   skip_read: bool = False
   latest_margin: float = 0.0
+  latest_alike: float = -1.0
 
   @nn.compact
   def __call__(self, query_BxC: jax.Array, mem: memory.ChunkedMemory, lines_BxExC: jax.Array,
@@ -164,7 +169,7 @@ class HopOperator(nn.Module):
                    length=self.num_hops)
     hop = scan(self.update, self.read_noise, noisy, self.combine, self.recency,
                self.learn_recency, self.before_gate, self.skip_read, self.latest_margin,
-               self.dtype, name="hop")
+               self.latest_alike, self.dtype, name="hop")
     lines_BxExC = lines_BxExC.astype(jnp.float32)
     content_BxExC = lines_BxExC if content_BxExC is None else content_BxExC.astype(jnp.float32)
     b = query_BxC.shape[0]

@@ -366,7 +366,8 @@ def order_bonus(place_Bx: jax.Array, recency: float | jax.Array,
   return bonus
 
 
-def latest_within(sims_BxN: jax.Array, place_BxN: jax.Array, margin: float) -> jax.Array:
+def latest_within(sims_BxN: jax.Array, place_BxN: jax.Array, margin: float,
+                  lines_BxNxC: jax.Array | None = None, alike: float = -1.0) -> jax.Array:
   """The similarities with the latest near-best line lifted to the top (`margin` > 0).
 
   Every line within `margin` of the example's best similarity (over all trailing axes: lines,
@@ -375,12 +376,25 @@ def latest_within(sims_BxN: jax.Array, place_BxN: jax.Array, margin: float) -> j
   loses a near tie when the two lines stand close together, which in a long context they often
   do; this rule does not look at the distance. The lift carries no gradient: the similarities
   keep theirs.
+
+  With `alike` above -1, a candidate must also have at least this cosine similarity to the
+  best line (`lines_BxNxC`: the latents the similarities were taken with, N matching the
+  trailing axes of `sims_BxN`): an older and a newer move of the asked actor say alike things,
+  while a book line that comes near the query by chance says something else, and in 5,000
+  lines of filler some do.
   """
   if margin <= 0:
     return sims_BxN
   axes = tuple(range(1, sims_BxN.ndim))
   best_Bx1 = jnp.max(sims_BxN, axis=axes, keepdims=True)
   candidate_BxN = sims_BxN >= best_Bx1 - margin
+  if alike > -1.0:
+    b, c = sims_BxN.shape[0], lines_BxNxC.shape[-1]
+    flat_BxMxC = lines_BxNxC.reshape(b, -1, c)
+    best_B = jnp.argmax(sims_BxN.reshape(b, -1), axis=-1)
+    best_BxC = jnp.take_along_axis(flat_BxMxC, best_B[:, None, None], axis=1)[:, 0]
+    likeness_BxN = cosine(best_BxC, flat_BxMxC).reshape(sims_BxN.shape)
+    candidate_BxN = candidate_BxN & (likeness_BxN >= alike)
   # At most 2 margins above the best: the candidates' order, not a large value, decides.
   lift_BxN = jnp.where(candidate_BxN, best_Bx1 + margin * (1.0 + place_BxN) - sims_BxN, 0.0)
   return sims_BxN + jax.lax.stop_gradient(lift_BxN)
@@ -403,7 +417,8 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
                  recency: float | jax.Array = 0.0, cutoff_B: jax.Array | None = None,
                  gate_B: jax.Array | None = None,
                  read_BxH: jax.Array | None = None,
-                 latest_margin: float = 0.0) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 latest_margin: float = 0.0,
+                 latest_alike: float = -1.0) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Reads every chunk with the query and combines the readouts.
 
   "nearest_line" keeps the readout whose nearest stored line has the highest cosine
@@ -424,6 +439,8 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
     read_BxH: places of lines this read may not take (`order_bonus`).
     latest_margin: the chunk holding the latest line within this margin of the best line's
       similarity is read (`latest_within`; 0: the best line's chunk).
+    latest_alike: the least cosine similarity to the best line a later line needs to be read
+      in its place (`latest_within`; -1: any).
 
   Returns:
     (readout_BxC, mean read weights_BxNxK before noise, chunk scores_BxN).
@@ -442,7 +459,8 @@ def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "ne
   sims_BxNxL = sims_BxNxL + order_bonus(mem.place_BxNxL, recency, cutoff_B, gate_B,
                                        read_BxH)
   sims_BxNxL = jnp.where(mem.keep_BxNxL, sims_BxNxL, -jnp.inf)
-  sims_BxNxL = latest_within(sims_BxNxL, mem.place_BxNxL, latest_margin)
+  sims_BxNxL = latest_within(sims_BxNxL, mem.place_BxNxL, latest_margin, mem.lines_BxNxLxC,
+                             latest_alike)
   scores_BxN = jnp.max(sims_BxNxL, axis=-1)
   pick_BxN = jax.nn.one_hot(jnp.argmax(scores_BxN, axis=-1), n)
   if combine != "nearest_line":

@@ -79,6 +79,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
        cfg.memory.get("recency", 0.0))
   need(cfg.memory.get("latest_margin", 0.0) >= 0, "memory.latest_margin", ">= 0",
        cfg.memory.get("latest_margin", 0.0))
+  need(-1 <= cfg.memory.get("latest_alike", -1.0) <= 1, "memory.latest_alike",
+       "between -1 and 1 (a cosine similarity)", cfg.memory.get("latest_alike", -1.0))
   need(cfg.memory.combine in memory.COMBINE_RULES, "memory.combine",
        f"one of {memory.COMBINE_RULES}", cfg.memory.combine)
   need(cfg.hops.num_hops >= 1, "hops.num_hops", ">= 1", cfg.hops.num_hops)
@@ -136,7 +138,8 @@ class MemReasoner:
                                      config.memory.get("learn_recency", False),
                                      config.hops.get("before_gate", False),
                                      config.hops.get("skip_read", False),
-                                     config.memory.get("latest_margin", 0.0))
+                                     config.memory.get("latest_margin", 0.0),
+                                     config.memory.get("latest_alike", -1.0))
     self.decoder = decoder_lib.Decoder(config.decoder, dtype, implementation, remat)
     self.copy_head = (copying.CopyHead(config.decoder.d_model, config.decoder.vocab_size,
                                        config.decoder.get("copy_written", False))
