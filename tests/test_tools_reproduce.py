@@ -93,6 +93,20 @@ def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path):
   assert os.path.getmtime(cells_path) > before
 
 
+def test_table_tells_a_length_not_evaluated_from_one_that_does_not_fit(tmp_path):
+  # A row evaluated before a length joined the table shows a dash there; the baseline shows
+  # n/f where its context cannot hold the length.
+  cell = lambda row, model: {"row": row, "label": row, "model": model, "task": "qa1",
+                             "supervision": "paper", "step": 10, "split": "standard",
+                             "length": "0k", "accuracy": 50.0, "ci_low": 40.0, "ci_high": 60.0}
+  cells = [cell("qa1-memreasoner-paper", "memreasoner"), cell("qa1-baseline", "baseline")]
+  table = reproduce.markdown(cells, ["0k", "2k"]).splitlines()
+  assert table[2].endswith("| standard | 50.0 (40-60) | — |"), table
+  assert table[3].endswith("| standard | 50.0 (40-60) | n/f |"), table
+  reproduce.heatmap(cells, ["0k", "2k"], str(tmp_path / "results.png"))
+  assert os.path.getsize(tmp_path / "results.png") > 0
+
+
 def test_bad_plans_fail_before_any_run(tmp_path, monkeypatch):
   book = _book(tmp_path / "held_out.txt")
   with pytest.raises(ValueError, match="--lengths"):

@@ -171,6 +171,12 @@ def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
   return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _absent(model: str) -> str:
+  """What a cell the table lacks shows: only the baseline has lengths it cannot hold (`_fits`),
+  so any other row's missing cell is a length added after its evaluation."""
+  return "n/f" if model == "baseline" else "—"
+
+
 def markdown(cells: list[dict[str, Any]], lengths: Sequence[str]) -> str:
   lines = ["| model | task | supervision | step | split | " + " | ".join(lengths) + " |",
            "|---|---|---|---:|---|" + "---:|" * len(lengths)]
@@ -179,7 +185,8 @@ def markdown(cells: list[dict[str, Any]], lengths: Sequence[str]) -> str:
     by_length = {c["length"]: c for c in cells if (c["row"], c["split"]) == (row, split)}
     first = next(iter(by_length.values()))
     values = [f"{by_length[l]['accuracy']:.1f} ({by_length[l]['ci_low']:.0f}-"
-              f"{by_length[l]['ci_high']:.0f})" if l in by_length else "n/f" for l in lengths]
+              f"{by_length[l]['ci_high']:.0f})" if l in by_length else _absent(first["model"])
+              for l in lengths]
     lines.append(f"| {first['model']} | {first['task']} | {first['supervision']} | "
                  f"{first['step']} | {split} | "
                  + " | ".join(values) + " |")
@@ -194,6 +201,7 @@ def heatmap(cells: list[dict[str, Any]], lengths: Sequence[str], path: str) -> N
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   keys = list(dict.fromkeys((c["label"], c["split"]) for c in cells))
+  models = {c["label"]: c["model"] for c in cells}
   grid = np.full((len(keys), len(lengths)), np.nan)
   for c in cells:
     grid[keys.index((c["label"], c["split"])), list(lengths).index(c["length"])] = c["accuracy"]
@@ -201,11 +209,11 @@ def heatmap(cells: list[dict[str, Any]], lengths: Sequence[str], path: str) -> N
   fig, ax = plt.subplots(figsize=(5.0 + 0.7 * len(lengths), 1.2 + 0.4 * len(keys)))
   ax.imshow(np.nan_to_num(grid, nan=-1), cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
   for i, j in np.ndindex(grid.shape):
-    ax.text(j, i, "n/f" if np.isnan(grid[i, j]) else f"{grid[i, j]:.0f}", ha="center",
-            va="center", fontsize=8)
+    ax.text(j, i, _absent(models[keys[i][0]]) if np.isnan(grid[i, j]) else f"{grid[i, j]:.0f}",
+            ha="center", va="center", fontsize=8)
   ax.set_xticks(range(len(lengths)), lengths)
   ax.set_yticks(range(len(keys)), [f"{label}, {split}" for label, split in keys], fontsize=8)
-  ax.set_xlabel("context length in tokens (n/f: does not fit the model)")
+  ax.set_xlabel("context length in tokens (n/f: does not fit the model; —: not evaluated)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
