@@ -74,8 +74,8 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # Of the lines whose similarity is within this margin of a read's best, the latest is read,
   # however far apart they stand (0: the best; memory.latest_within).
   cfg.memory.latest_margin = 0.0
-  # ... and only if its latent's cosine similarity to the best line's is at least this (-1: any
-  # line), so that filler lines that come near the query by chance stay out.
+  # A later line within that margin is read only if its latent's cosine similarity to the best
+  # line's is at least this (-1: any line), so that filler near the query by chance stays out.
   cfg.memory.latest_alike = -1.0
   # How M^+ is computed: gram (the read as a projection onto the lines via one Cholesky of
   # their E x E Gram matrix when E <= K, else as solve), solve (regularised normal equations),
