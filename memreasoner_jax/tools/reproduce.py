@@ -205,14 +205,18 @@ def heatmap(cells: list[dict[str, Any]], lengths: Sequence[str], path: str) -> N
   grid = np.full((len(keys), len(lengths)), np.nan)
   for c in cells:
     grid[keys.index((c["label"], c["split"])), list(lengths).index(c["length"])] = c["accuracy"]
-  # Wide enough for the row labels on the left and the axis label below.
-  fig, ax = plt.subplots(figsize=(5.0 + 0.7 * len(lengths), 1.2 + 0.4 * len(keys)))
-  ax.imshow(np.nan_to_num(grid, nan=-1), cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+  labels = [f"{label}, {split}" for label, split in keys]
+  # Wide enough for the longest row label (about 0.06 inch a character at this font size), the
+  # cells and the axis label below.
+  width = 1.0 + 0.06 * max(len(label) for label in labels) + 0.7 * len(lengths)
+  fig, ax = plt.subplots(figsize=(width, 1.2 + 0.4 * len(keys)))
+  colours = plt.get_cmap("RdYlGn").with_extremes(bad="lightgrey")  # absent: no score, not 0
+  ax.imshow(np.ma.masked_invalid(grid), cmap=colours, vmin=0, vmax=100, aspect="auto")
   for i, j in np.ndindex(grid.shape):
     ax.text(j, i, _absent(models[keys[i][0]]) if np.isnan(grid[i, j]) else f"{grid[i, j]:.0f}",
             ha="center", va="center", fontsize=8)
   ax.set_xticks(range(len(lengths)), lengths)
-  ax.set_yticks(range(len(keys)), [f"{label}, {split}" for label, split in keys], fontsize=8)
+  ax.set_yticks(range(len(keys)), labels, fontsize=8)
   ax.set_xlabel("context length in tokens (n/f: does not fit the model; —: not evaluated)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
