@@ -30,9 +30,11 @@ def task_names(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
   return names
 
 
-def make_batcher(cfg: ml_collections.ConfigDict, read_targets: bool = True) -> batching.Batcher:
+def make_batcher(cfg: ml_collections.ConfigDict, read_targets: bool = True,
+                 read_words: bool = False) -> batching.Batcher:
   """The Batcher of data config `cfg`; without `read_targets` it leaves out the read losses'
-  inputs (training passes `losses.uses_read_targets`)."""
+  inputs, with `read_words` it adds their foreign negatives' (training passes
+  `losses.uses_read_targets` and `losses.uses_read_words`)."""
   encoder_tokenizer = tokenizers.from_spec(cfg.encoder_tokenizer)
   decoder_tokenizer = tokenizers.from_spec(cfg.decoder_tokenizer) if cfg.decoder_tokenizer else None
   shape = batching.BatchShape(
@@ -42,7 +44,7 @@ def make_batcher(cfg: ml_collections.ConfigDict, read_targets: bool = True) -> b
       sequence_tokens=cfg.sequence_tokens, token_multiple=cfg.get("token_multiple", 0),
       pack_lines=cfg.get("pack_lines", False))
   return batching.Batcher(shape, encoder_tokenizer, decoder_tokenizer, sf_fraction=cfg.sf_fraction,
-                          read_targets=read_targets)
+                          read_targets=read_targets, read_words=read_words)
 
 
 def _fit_lines(examples: list[Example], cfg: ml_collections.ConfigDict) -> list[Example]:

@@ -216,7 +216,8 @@ def setup(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
                jax.process_count())
 
   # Input pipeline: the same generated datasets on every host, each host reads its own rows.
-  batcher = input_lib.make_batcher(cfg.data, losses.uses_read_targets(cfg.loss))
+  batcher = input_lib.make_batcher(cfg.data, losses.uses_read_targets(cfg.loss),
+                                   losses.uses_read_words(cfg.loss))
   for part, tok in (("encoder", batcher.encoder_tokenizer), ("decoder", batcher.decoder_tokenizer)):
     if tok.vocab_size > cfg.model[part].vocab_size:
       raise ValueError(f"tokenizer {tok.spec!r} has {tok.vocab_size} ids but "

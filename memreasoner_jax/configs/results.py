@@ -46,6 +46,9 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # alike: with latest, a later line is read in the best one's place only if its latent has cosine
 # 0.8 or more with the best line's: filler that comes near the query by chance in a long
 # haystack is not read (chosen on trial books, BUILD_NOTES.md).
+# foreign: the read losses also weigh each read against the other examples' lines that share no
+# word with its question or answer: about B times the distractors of one training context
+# (models/losses.py).
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -62,7 +65,8 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "doubled": {"data.rename_doubled": 0.5},
           "skip_read": {"model.hops.skip_read": True},
           "latest": {"model.memory.latest_margin": 0.1},
-          "alike": {"model.memory.latest_alike": 0.8}}
+          "alike": {"model.memory.latest_alike": 0.8},
+          "foreign": {"loss.foreign_negatives": True}}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
@@ -99,7 +103,12 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "copy_written", "answer_read", "order", "latest", "alike"), ("qa1",)),
                (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
                  "order", "question_read", "before_read", "steps2x", "latest", "alike"),
-                ("qa2",)))
+                ("qa2",)),
+               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign"),
+                ("qa1",)),
+               (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
+                 "order", "question_read", "before_read", "steps2x", "latest", "alike",
+                 "foreign"), ("qa2",)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,10 @@ Keys and shapes (B batch, E lines, T tokens per line, Q query tokens, A answer t
   support_BxS      int32  supporting line indices in hop order, -1 padded
   answer_lines_BxE bool   True for lines that hold a word of the answer (no label needed)
   question_lines_BxE bool True for lines that hold a word of the question, function words aside
+  line_words_BxExW int32  only with `Batcher(read_words=True)`: each line's distinct words as
+                          `word_ids` (W = T - 2, the most words a line of T tokens holds), 0 padded
+  read_words_BxK   int32  with line_words_BxExW: the words of each example's question (function
+                          words aside) and answer as `word_ids` (K = READ_WORDS), 0 padded
   sf_weight_B      float32 1 for examples in the supporting-fact supervised subset
   example_weight_B float32 1 for real examples, 0 for batch padding
 With `BatchShape.sequence_tokens` > 0 (the full-attention baseline's input, L tokens) also:
@@ -39,6 +43,7 @@ records).
 from collections.abc import Callable, Sequence
 import dataclasses
 import re
+import zlib
 
 import numpy as np
 
@@ -108,6 +113,37 @@ def _answer_words(example: Example) -> set[str]:
 
 def _question_words(example: Example) -> set[str]:
   return _words(example.question) - _FUNCTION_WORDS
+
+
+# K of read_words_BxK: a question's words other than function words and its answer's words.
+READ_WORDS = 16
+
+
+def word_ids(words: Sequence[str]) -> np.ndarray:
+  """A stable positive int32 per (lowered) word; 0 is left for padding. Words are compared by
+  these ids inside the loss, across every example of a global batch, which no host holds whole."""
+  return np.array([zlib.crc32(w.encode()) % 0x7FFFFFFF + 1 for w in words], np.int32)
+
+
+def read_words(examples: Sequence[Example], num_lines: int,
+               width: int) -> tuple[np.ndarray, np.ndarray]:
+  """(line_words_BxExW, read_words_BxK) of `examples`: what tells a line of one example that
+  holds a word of another example's question or answer (losses: `foreign_negatives`)."""
+  line_words_BxExW = np.zeros((len(examples), num_lines, width), np.int32)
+  read_words_BxK = np.zeros((len(examples), READ_WORDS), np.int32)
+  for b, ex in enumerate(examples):
+    words = sorted(_question_words(ex) | _answer_words(ex))
+    if len(words) > READ_WORDS:
+      raise ValueError(f"Example {example_name(ex)}: its question and answer hold "
+                       f"{len(words)} words, more than the {READ_WORDS} a batch keeps: {words}")
+    read_words_BxK[b, :len(words)] = word_ids(words)
+    for e, line in enumerate(ex.context):
+      ids = word_ids(sorted(_words(line)))
+      if len(ids) > width:
+        raise ValueError(f"Example {example_name(ex)} line {e} holds {len(ids)} words, more "
+                         f"than the {width} a line of its tokens can: {line[:80]!r}")
+      line_words_BxExW[b, e, :len(ids)] = ids
+  return line_words_BxExW, read_words_BxK
 
 
 def answer_lines(examples: Sequence[Example], num_lines: int) -> np.ndarray:
@@ -231,10 +267,11 @@ class Batcher:
 
   def __init__(self, shape: BatchShape, encoder_tokenizer: tokenizers_lib.Tokenizer,
                decoder_tokenizer: tokenizers_lib.Tokenizer | None = None,
-               sf_fraction: float = 0.0, read_targets: bool = True):
+               sf_fraction: float = 0.0, read_targets: bool = True, read_words: bool = False):
     """`read_targets`: fill answer_lines_BxE and question_lines_BxE (all False otherwise). They
     are the read losses' only input, and finding the words in every line is most of a batch's
-    cost (BUILD_NOTES.md), so training without those losses skips it."""
+    cost (BUILD_NOTES.md), so training without those losses skips it. `read_words`: add
+    line_words_BxExW and read_words_BxK (the read losses' `foreign_negatives`)."""
     enc = encoder_tokenizer
     if enc.pad_id in (enc.bos_id, enc.eos_id):
       raise ValueError(
@@ -252,6 +289,7 @@ class Batcher:
     self.decoder_tokenizer = decoder_tokenizer or enc
     self.sf_fraction = sf_fraction
     self.read_targets = read_targets
+    self.read_words = read_words
 
   def sizes(self, examples: Sequence[Example]) -> np.ndarray:
     """Per example (rows) the layout it needs (SIZE_COLUMNS): its lines, and the tokens of its
@@ -355,6 +393,9 @@ class Batcher:
         "sf_weight_B": sf_selected(index_B, self.sf_fraction).astype(np.float32),
         "example_weight_B": np.asarray(example_weight_B, np.float32),
     }
+    if self.read_words:
+      batch["line_words_BxExW"], batch["read_words_BxK"] = read_words(
+          examples, num_lines, max(1, layout.line_tokens - 2))
     if encoded.recon is not None:
       # The autoencoding loss decodes lines, so it needs them in the decoder's ids too.
       recon_NxT = self._pack(dec, encoded.recon, all_lines,

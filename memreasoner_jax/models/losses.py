@@ -47,6 +47,11 @@ def loss_config() -> ml_collections.ConfigDict:
   # The same for the first hop, toward the lines that hold a word of the question other than a
   # function word (question_lines_BxE): the football's lines for "Where is the football?".
   cfg.question_read_weight = 0.0
+  # Both read losses also weigh each example's read against the lines of the batch's other
+  # examples that hold none of its question's or answer's words: a 1k-token training context
+  # holds a few dozen distractor lines, the batch about B times as many, a haystack thousands.
+  # Needs line_words_BxExW and read_words_BxK (Batcher(read_words=True)).
+  cfg.foreign_negatives = False
   # With model.decoder.copy: the pointer's and the gate's terms (models/copying.py), so that
   # answers are copied wherever the selected lines hold them.
   cfg.copy_weight = 1.0
@@ -167,6 +172,11 @@ def uses_read_targets(cfg: ml_collections.ConfigDict) -> bool:
   return bool(cfg.get("answer_read_weight", 0.0) or cfg.get("question_read_weight", 0.0))
 
 
+def uses_read_words(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether loss config `cfg` reads the batches' line_words_BxExW and read_words_BxK."""
+  return uses_read_targets(cfg) and bool(cfg.get("foreign_negatives", False))
+
+
 def reads_back(model: "memreasoner.MemReasoner", lines: int) -> bool:
   """Whether the memory read of a written latent is that latent, so ae_memory_loss = ae_loss.
 
@@ -204,7 +214,7 @@ ANSWER_READ_HOPS = ("last", "all")
 
 
 def _answer_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array], temperature: float,
-                      hops: str) -> jax.Array:
+                      hops: str, foreign: bool) -> jax.Array:
   """Minus the log of each hop's read mass on the lines holding an answer word that no earlier
   hop has read, over the real examples that have such a line. Any of those lines may be the
   fact, so the read is free to choose among them (a marginal likelihood, not a label); leaving
@@ -216,32 +226,60 @@ def _answer_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array], t
   picked_BxHxE = jax.nn.one_hot(jnp.argmax(r.sims_BxHxE, axis=-1), e, dtype=jnp.int32)
   read_before_BxHxE = (jnp.cumsum(picked_BxHxE, axis=1) - picked_BxHxE) > 0
   target_BxHxE = batch["answer_lines_BxE"].astype(bool)[:, None] & ~read_before_BxHxE
-  sims_BxHxE = r.sims_BxHxE
-  if hops == "last":
-    sims_BxHxE, target_BxHxE = sims_BxHxE[:, -1:], target_BxHxE[:, -1:]
-  return _read_mass_nll(sims_BxHxE, target_BxHxE, batch, temperature)
+  hops_H = slice(-1, None) if hops == "last" else slice(None)
+  return _read_mass_nll(r, hops_H, target_BxHxE[:, hops_H], batch, temperature, foreign)
 
 
-def _read_mass_nll(sims_BxHxE: jax.Array, target_BxHxE: jax.Array,
-                   batch: dict[str, jax.Array], temperature: float) -> jax.Array:
+def foreign_lines(batch: dict[str, jax.Array]) -> jax.Array:
+  """foreign_BxBxE: whether line e of example x is a distractor for example b's read: a real
+  line of another example that holds no word of b's question or answer ("Mary went to the
+  garden" stays out of the negatives of every question about Mary or the garden)."""
+  line_words_BxExW, read_words_BxK = batch["line_words_BxExW"], batch["read_words_BxK"]
+  b = read_words_BxK.shape[0]
+  shares_BxBxE = jnp.zeros((b,) + line_words_BxExW.shape[:2], bool)
+  # One question word at a time: B x B x E x W at once, not that times K.
+  for k in range(read_words_BxK.shape[1]):
+    word_Bx1x1 = read_words_BxK[:, k, None, None]
+    shares_BxBxE |= (word_Bx1x1 != 0) & jnp.any(line_words_BxExW[None] == word_Bx1x1[..., None],
+                                                axis=-1)
+  other_BxBx1 = ~jnp.eye(b, dtype=bool)[..., None]
+  real_1xBxE = batch["line_mask_BxE"].astype(bool)[None]
+  return other_BxBx1 & real_1xBxE & ~shares_BxBxE
+
+
+def _read_mass_nll(r: "memreasoner.Reasoning", hops_H: slice, target_BxHxE: jax.Array,
+                   batch: dict[str, jax.Array], temperature: float, foreign: bool) -> jax.Array:
   """Minus the log of the read's softmax mass (over the real lines, at `temperature`) on the
-  target lines among them, over the real examples' hops that have a target."""
+  target lines among them, over the real examples' hops (`hops_H` of the reads) that have a
+  target. With `foreign`, the softmax also runs over the other examples' lines that
+  `foreign_lines` counts as distractors, scored by the cosine alone: their place in another
+  context says nothing about this one."""
   mask_BxE = batch["line_mask_BxE"].astype(bool)
-  logits_BxHxE = jnp.where(mask_BxE[:, None], sims_BxHxE.astype(jnp.float32) / temperature,
-                           -1e9)
+  logits_BxHxE = jnp.where(mask_BxE[:, None],
+                           r.sims_BxHxE[:, hops_H].astype(jnp.float32) / temperature, -1e9)
   target_BxHxE = target_BxHxE & mask_BxE[:, None]
   on_target_BxH = jax.nn.logsumexp(jnp.where(target_BxHxE, logits_BxHxE, -1e9), axis=-1)
-  nll_BxH = jax.nn.logsumexp(logits_BxHxE, axis=-1) - on_target_BxH
+  all_BxH = jax.nn.logsumexp(logits_BxHxE, axis=-1)
+  if foreign:
+    if "line_words_BxExW" not in batch:
+      raise ValueError("loss.foreign_negatives needs batches with line_words_BxExW and "
+                       "read_words_BxK: build them with Batcher(read_words=True)")
+    cos_BxHxBxE = memory.cosine_across(r.readouts_BxHxC[:, hops_H], r.zt_BxExC)
+    foreign_Bx1xBxE = foreign_lines(batch)[:, None]
+    foreign_BxH = jax.nn.logsumexp(
+        jnp.where(foreign_Bx1xBxE, cos_BxHxBxE / temperature, -1e9), axis=(2, 3))
+    all_BxH = jnp.logaddexp(all_BxH, foreign_BxH)
+  nll_BxH = all_BxH - on_target_BxH
   has_target_BxH = jnp.any(target_BxHxE, axis=-1) & (batch["example_weight_B"] > 0)[:, None]
   return _masked_mean(nll_BxH, has_target_BxH)
 
 
 def _question_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array],
-                        temperature: float) -> jax.Array:
+                        temperature: float, foreign: bool) -> jax.Array:
   """Minus the log of the first hop's read mass on the lines that hold a word of the question
   (any of them may be the one to read: a marginal likelihood, as `_answer_read_loss`)."""
   target_Bx1xE = batch["question_lines_BxE"].astype(bool)[:, None]
-  return _read_mass_nll(r.sims_BxHxE[:, :1], target_Bx1xE, batch, temperature)
+  return _read_mass_nll(r, slice(0, 1), target_Bx1xE, batch, temperature, foreign)
 
 
 def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict[str, jax.Array],
@@ -261,13 +299,14 @@ def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict
   ae_loss, ae_memory_loss = _reconstruction_losses(model, params, batch, r, sample_rng,
                                                    cfg.ae_lines)
   sf_loss, sf_accuracy = _supporting_fact_terms(r, batch, cfg.sf_temperature)
+  foreign = cfg.get("foreign_negatives", False)
   answer_read_loss = jnp.zeros(())
   if cfg.get("answer_read_weight", 0.0):
     answer_read_loss = _answer_read_loss(r, batch, cfg.sf_temperature,
-                                         cfg.get("answer_read_hops", "last"))
+                                         cfg.get("answer_read_hops", "last"), foreign)
   question_read_loss = jnp.zeros(())
   if cfg.get("question_read_weight", 0.0):
-    question_read_loss = _question_read_loss(r, batch, cfg.sf_temperature)
+    question_read_loss = _question_read_loss(r, batch, cfg.sf_temperature, foreign)
   kl = _masked_mean(r.kl_B, example_B)
   kl_scale = cfg.kl_weight * cyclic_weight(jnp.asarray(step), cfg.kl_cycle_steps)
 

@@ -402,13 +402,21 @@ def latest_within(sims_BxN: jax.Array, place_BxN: jax.Array, margin: float,
 
 def cosine(a_BxC: jax.Array, b_BxNxC: jax.Array) -> jax.Array:
   """Cosine similarity of each vector in `a` with each of its N partners in `b`, float32."""
-  a_BxC = a_BxC.astype(jnp.float32)
-  b_BxNxC = b_BxNxC.astype(jnp.float32)
-  # The epsilon sits inside the square root: a zero vector (a padding line) then has a finite
-  # gradient, where the norm's own gradient at zero is NaN and would poison every masked sum.
-  unit = lambda x: x * jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True) + 1e-16)
-  a_BxC, b_BxNxC = unit(a_BxC), unit(b_BxNxC)
-  return jnp.einsum("bc,bnc->bn", a_BxC, b_BxNxC, precision=_HIGHEST)
+  return jnp.einsum("bc,bnc->bn", unit(a_BxC), unit(b_BxNxC), precision=_HIGHEST)
+
+
+def cosine_across(a_BxHxC: jax.Array, b_BxExC: jax.Array) -> jax.Array:
+  """cos_BxHxBxE: cosine similarity of every vector in `a` with every vector in `b`, of every
+  example (the read losses' `foreign_negatives`), float32."""
+  return jnp.einsum("bhc,xec->bhxe", unit(a_BxHxC), unit(b_BxExC), precision=_HIGHEST)
+
+
+def unit(x: jax.Array) -> jax.Array:
+  """`x` in float32 scaled to unit length along its last axis. The epsilon sits inside the
+  square root: a zero vector (a padding line) then has a finite gradient, where the norm's own
+  gradient at zero is NaN and would poison every masked sum."""
+  x = x.astype(jnp.float32)
+  return x * jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True) + 1e-16)
 
 
 def read_chunked(mem: ChunkedMemory, query_BxC: jax.Array, *, combine: str = "nearest_line",
