@@ -306,3 +306,40 @@ def test_packing_errors_name_the_part_and_the_split():
     batcher(examples, batching.Layout(8, 40, 24, 40, packed_lines=6), shards=3)
   with pytest.raises(ValueError, match="token_multiple must be >= 0"):
     batching.BatchShape(40, 24, 40, token_multiple=-1)
+
+
+def test_read_words_hold_each_lines_words_and_each_questions_and_answers():
+  examples = [data_fixtures.qa1_examples(3)[2], data_fixtures.QA2_STORY]
+  assert "line_words_BxExW" not in batching.Batcher(SHAPE, BYTE)(examples)
+  batch = batching.Batcher(SHAPE, BYTE, read_words=True)(examples)
+  num_lines = batch["line_mask_BxE"].shape[1]
+  assert batch["line_words_BxExW"].shape == (2, num_lines, SHAPE.line_tokens - 2)
+  assert batch["read_words_BxK"].shape == (2, batching.READ_WORDS)
+  for b, ex in enumerate(examples):
+    wanted = {w for w in re.findall(r"\w+", ex.question.lower())} - batching._FUNCTION_WORDS
+    wanted |= set(ex.answer.lower().split())
+    got = batch["read_words_BxK"][b]
+    assert sorted(got[got != 0]) == sorted(batching.word_ids(sorted(wanted)))
+    for e in range(num_lines):
+      line = ex.context[e].lower() if e < len(ex.context) else ""
+      ids = batch["line_words_BxExW"][b, e]
+      assert sorted(ids[ids != 0]) == sorted(batching.word_ids(sorted(set(
+          re.findall(r"\w+", line))))), (b, e)
+  # Stable across processes (not Python's salted hash) and never the padding id.
+  assert batching.word_ids(["kitchen"]).tolist() == batching.word_ids(["kitchen"]).tolist()
+  assert (batching.word_ids(["a", "mary", "0"]) > 0).all()
+
+
+def test_read_words_refuse_a_question_with_more_words_than_a_batch_keeps():
+  letters = " ".join("bcdefghijklmnopqrstuvwxyz"[:batching.READ_WORDS + 1])
+  ex = Example(context=("Mary went home.",), question="Who?", answer=letters, support=(0,),
+               task="qa1", index=7)
+  with pytest.raises(ValueError, match=rf"qa1\[7\].*hold {batching.READ_WORDS + 1} words, "
+                     rf"more than the {batching.READ_WORDS}"):
+    batching.Batcher(SHAPE, BYTE, read_words=True)([ex])
+  cfg = losses.loss_config()
+  cfg.foreign_negatives = True
+  assert not losses.uses_read_words(cfg)  # no read loss: nothing to weigh
+  cfg.answer_read_weight = 1.0
+  assert losses.uses_read_words(cfg)
+  assert input_lib.make_batcher(babi.get_config("qa1,tiny").data, read_words=True).read_words

@@ -48,7 +48,7 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # haystack is not read (chosen on trial books, BUILD_NOTES.md).
 # foreign: the read losses also weigh each read against the other examples' lines that share no
 # word with its question or answer: about B times the distractors of one training context
-# (models/losses.py).
+# (models/losses.py). foreign_first: the same for the first hop's read alone.
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -66,7 +66,8 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "skip_read": {"model.hops.skip_read": True},
           "latest": {"model.memory.latest_margin": 0.1},
           "alike": {"model.memory.latest_alike": 0.8},
-          "foreign": {"loss.foreign_negatives": True}}
+          "foreign": {"loss.foreign_negatives": True},
+          "foreign_first": {"loss.foreign_negatives": True, "loss.foreign_hops": "first"}}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
@@ -108,7 +109,10 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                 ("qa1",)),
                (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
                  "order", "question_read", "before_read", "steps2x", "latest", "alike",
-                 "foreign"), ("qa2",)))
+                 "foreign"), ("qa2",)),
+               (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
+                 "order", "question_read", "before_read", "steps2x", "latest", "alike",
+                 "foreign_first"), ("qa2",)))
 
 
 @dataclasses.dataclass(frozen=True)

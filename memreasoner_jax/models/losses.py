@@ -9,6 +9,7 @@ from typing import Any, TYPE_CHECKING
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from memreasoner_jax.data import special_tokens
@@ -50,8 +51,12 @@ def loss_config() -> ml_collections.ConfigDict:
   # Both read losses also weigh each example's read against the lines of the batch's other
   # examples that hold none of its question's or answer's words: a 1k-token training context
   # holds a few dozen distractor lines, the batch about B times as many, a haystack thousands.
-  # Needs line_words_BxExW and read_words_BxK (Batcher(read_words=True)).
+  # Needs line_words_BxExW and read_words_BxK (Batcher(read_words=True)). `foreign_hops`:
+  # "all" (every hop a read loss trains) or "first" (the first hop's read alone: a later hop
+  # looks for a line like the ones found before, and another story's lines about the same actor
+  # differ from its own only in what the query cannot know).
   cfg.foreign_negatives = False
+  cfg.foreign_hops = "all"
   # With model.decoder.copy: the pointer's and the gate's terms (models/copying.py), so that
   # answers are copied wherever the selected lines hold them.
   cfg.copy_weight = 1.0
@@ -214,7 +219,7 @@ ANSWER_READ_HOPS = ("last", "all")
 
 
 def _answer_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array], temperature: float,
-                      hops: str, foreign: bool) -> jax.Array:
+                      hops: str, foreign: str) -> jax.Array:
   """Minus the log of each hop's read mass on the lines holding an answer word that no earlier
   hop has read, over the real examples that have such a line. Any of those lines may be the
   fact, so the read is free to choose among them (a marginal likelihood, not a label); leaving
@@ -247,13 +252,17 @@ def foreign_lines(batch: dict[str, jax.Array]) -> jax.Array:
   return other_BxBx1 & real_1xBxE & ~shares_BxBxE
 
 
+FOREIGN_HOPS = ("all", "first")
+
+
 def _read_mass_nll(r: "memreasoner.Reasoning", hops_H: slice, target_BxHxE: jax.Array,
-                   batch: dict[str, jax.Array], temperature: float, foreign: bool) -> jax.Array:
+                   batch: dict[str, jax.Array], temperature: float, foreign: str) -> jax.Array:
   """Minus the log of the read's softmax mass (over the real lines, at `temperature`) on the
   target lines among them, over the real examples' hops (`hops_H` of the reads) that have a
-  target. With `foreign`, the softmax also runs over the other examples' lines that
-  `foreign_lines` counts as distractors, scored by the cosine alone: their place in another
-  context says nothing about this one."""
+  target. With `foreign` ("all" of those hops, or the "first" hop if among them; "": none),
+  the softmax also runs over the other examples' lines that `foreign_lines` counts as
+  distractors, scored by the cosine alone: their place in another context says nothing about
+  this one."""
   mask_BxE = batch["line_mask_BxE"].astype(bool)
   logits_BxHxE = jnp.where(mask_BxE[:, None],
                            r.sims_BxHxE[:, hops_H].astype(jnp.float32) / temperature, -1e9)
@@ -261,6 +270,8 @@ def _read_mass_nll(r: "memreasoner.Reasoning", hops_H: slice, target_BxHxE: jax.
   on_target_BxH = jax.nn.logsumexp(jnp.where(target_BxHxE, logits_BxHxE, -1e9), axis=-1)
   all_BxH = jax.nn.logsumexp(logits_BxHxE, axis=-1)
   if foreign:
+    if foreign not in FOREIGN_HOPS:
+      raise ValueError(f"loss.foreign_hops must be one of {FOREIGN_HOPS}, got {foreign!r}")
     if "line_words_BxExW" not in batch:
       raise ValueError("loss.foreign_negatives needs batches with line_words_BxExW and "
                        "read_words_BxK: build them with Batcher(read_words=True)")
@@ -268,14 +279,16 @@ def _read_mass_nll(r: "memreasoner.Reasoning", hops_H: slice, target_BxHxE: jax.
     foreign_Bx1xBxE = foreign_lines(batch)[:, None]
     foreign_BxH = jax.nn.logsumexp(
         jnp.where(foreign_Bx1xBxE, cos_BxHxBxE / temperature, -1e9), axis=(2, 3))
-    all_BxH = jnp.logaddexp(all_BxH, foreign_BxH)
+    hop_H = np.arange(r.sims_BxHxE.shape[1])[hops_H]
+    weighs_H = hop_H == 0 if foreign == "first" else np.ones(hop_H.shape, bool)
+    all_BxH = jnp.where(weighs_H, jnp.logaddexp(all_BxH, foreign_BxH), all_BxH)
   nll_BxH = all_BxH - on_target_BxH
   has_target_BxH = jnp.any(target_BxHxE, axis=-1) & (batch["example_weight_B"] > 0)[:, None]
   return _masked_mean(nll_BxH, has_target_BxH)
 
 
 def _question_read_loss(r: "memreasoner.Reasoning", batch: dict[str, jax.Array],
-                        temperature: float, foreign: bool) -> jax.Array:
+                        temperature: float, foreign: str) -> jax.Array:
   """Minus the log of the first hop's read mass on the lines that hold a word of the question
   (any of them may be the one to read: a marginal likelihood, as `_answer_read_loss`)."""
   target_Bx1xE = batch["question_lines_BxE"].astype(bool)[:, None]
@@ -299,7 +312,8 @@ def loss_fn(model: "memreasoner.MemReasoner", params: models.Params, batch: dict
   ae_loss, ae_memory_loss = _reconstruction_losses(model, params, batch, r, sample_rng,
                                                    cfg.ae_lines)
   sf_loss, sf_accuracy = _supporting_fact_terms(r, batch, cfg.sf_temperature)
-  foreign = cfg.get("foreign_negatives", False)
+  # The hops whose reads weigh the other examples' lines ("": none).
+  foreign = cfg.get("foreign_hops", "all") if cfg.get("foreign_negatives", False) else ""
   answer_read_loss = jnp.zeros(())
   if cfg.get("answer_read_weight", 0.0):
     answer_read_loss = _answer_read_loss(r, batch, cfg.sf_temperature,
