@@ -2,13 +2,10 @@
 
 import copy
 import dataclasses
-import gc
 import json
-from multiprocessing import shared_memory
 import platform
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -99,55 +96,20 @@ def test_worker_processes_yield_the_batches_of_the_step_function():
   it.close()
 
 
-def _worker_stream(examples):
-  """The step function as worker processes run it, with line tokens over MIN_SHARED_BYTES."""
+def test_worker_copy_hands_over_ragged_lines_that_pad_to_the_same_batch():
   shape = dataclasses.replace(SHAPE, line_tokens=160, line_buckets=(16,))
-  stream = pipeline._Stream(examples, batching.Batcher(shape, tokenizers.ByteTokenizer()), 8,
+  stream = pipeline._Stream(DATA, batching.Batcher(shape, tokenizers.ByteTokenizer()), 8,
                             seed=3, shuffle=True, process_index=0, process_count=1, shards=1)
-  shared = copy.copy(stream)
-  shared.shared_memory = True
-  return stream, shared
-
-
-def test_worker_copy_builds_line_tokens_in_shared_memory_with_the_same_values():
-  from grain.multiprocessing import SharedMemoryArray  # pylint: disable=import-outside-toplevel
-  stream, shared = _worker_stream(DATA)
-  plain, built = stream(1), shared(1)
-  assert built["context_BxExT"].nbytes >= pipeline.MIN_SHARED_BYTES
-  assert isinstance(built["context_BxExT"], SharedMemoryArray)
-  assert not isinstance(built["query_BxQ"], SharedMemoryArray)  # small: pickled as before
-  assert plain.keys() == built.keys()
+  worker = copy.copy(stream)
+  worker.ragged = True
+  plain, ragged = stream(1), worker(1)
+  assert "context_BxExT" not in ragged
+  # Only the real lines' tokens travel: a fraction of the padded array's bytes.
+  assert ragged["context_ids_X"].nbytes < plain["context_BxExT"].nbytes / 4
+  padded = stream.batcher.pad_lines(ragged)
+  assert padded.keys() == plain.keys()
   for key, value in plain.items():
-    np.testing.assert_array_equal(built[key], value, err_msg=key)
-  built["context_BxExT"].base.unlink_on_del()
-
-
-def test_a_failed_worker_batch_frees_its_shared_memory(monkeypatch):
-  import grain.multiprocessing  # pylint: disable=import-outside-toplevel
-  created = []
-
-  class Recorded(grain.multiprocessing.SharedMemoryArray):
-    def __new__(cls, shape, dtype=float):
-      block = super().__new__(cls, shape, dtype)
-      created.append(block.shm.name)
-      return block
-
-  monkeypatch.setattr(grain.multiprocessing, "SharedMemoryArray", Recorded)
-  too_long = [dataclasses.replace(ex, answer="kitchen " * 8) for ex in DATA[:8]]
-  _, shared = _worker_stream(too_long)
-  with pytest.raises(ValueError, match="more than answer_tokens"):
-    shared(0)
-  assert created  # the line tokens were allocated before the answers failed
-  gc.collect()
-  deadline = time.monotonic() + 5  # the blocks may be freed by Grain's deleting thread
-  while created and time.monotonic() < deadline:
-    try:
-      shared_memory.SharedMemory(created[0]).close()
-      time.sleep(0.05)
-      gc.collect()
-    except FileNotFoundError:
-      created.pop(0)
-  assert not created, f"shared memory blocks left behind: {created}"
+    np.testing.assert_array_equal(padded[key], value, err_msg=key)
 
 
 _HEAP_CHECK = """

@@ -52,6 +52,11 @@ from memreasoner_jax.data import tokenizers as tokenizers_lib
 from memreasoner_jax.tasks.example import Example
 
 Batch = dict[str, np.ndarray]
+# What `Batcher.ragged` holds in place of the padded line tokens (X: all tokens of the batch's
+# real lines, R: its real lines): `Batcher.pad_lines` turns them into context_BxExT and, when
+# there, recon_BxExT and recon_mask_BxExT.
+RAGGED_KEYS = ("context_ids_X", "context_lengths_R", "recon_ids_X", "recon_lengths_R",
+               "line_tokens")
 
 
 _WORD = re.compile(r"\w+")
@@ -336,12 +341,16 @@ class Batcher:
     return Layout(num_lines, *widths, packed)
 
   def __call__(self, examples: Sequence[Example], layout: Layout | None = None,
-               example_weight_B: np.ndarray | None = None, shards: int = 1,
-               allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty) -> Batch:
+               example_weight_B: np.ndarray | None = None, shards: int = 1) -> Batch:
     """Builds the batch in `layout` (all hosts of a global batch must agree on it; default:
-    this batch's own), packed lines in `shards` parts (this host's devices). The line token
-    arrays, a batch's largest, are built in `allocate(shape, dtype)` (a worker process builds
-    them in shared memory, which hands them over without a copy)."""
+    this batch's own), packed lines in `shards` parts (this host's devices)."""
+    return self.pad_lines(self.ragged(examples, layout, example_weight_B, shards))
+
+  def ragged(self, examples: Sequence[Example], layout: Layout | None = None,
+             example_weight_B: np.ndarray | None = None, shards: int = 1) -> Batch:
+    """The batch with its line tokens, a batch's largest arrays, still ragged (RAGGED_KEYS):
+    what a worker process hands the training process, which pads them (`pad_lines`). Every
+    check runs here, where the texts are."""
     if not examples:
       raise ValueError("Cannot build a batch from no examples")
     encoded = self._encode(examples)
@@ -358,12 +367,8 @@ class Batcher:
 
     enc, dec = self.encoder_tokenizer, self.decoder_tokenizer
     all_lines = [line for ex in examples for line in ex.context]
-    line_ids = np.arange(len(all_lines)) - np.repeat(
-        np.cumsum(lines_per_example) - lines_per_example, lines_per_example)
-    rows = np.repeat(np.arange(batch_size), lines_per_example) * num_lines + line_ids
-    context_NxT = self._pack(enc, encoded.context, all_lines,
-                             (batch_size * num_lines, layout.line_tokens), rows,
-                             lambda j: _line_name(examples, j), allocate)
+    _check_fits(encoded.context[1], layout.line_tokens - 2, all_lines,
+                lambda j: _line_name(examples, j))
     line_mask_BxE = np.arange(num_lines)[None, :] < lines_per_example[:, None]
 
     query_BxQ = self._pack(enc, encoded.query, [ex.question for ex in examples],
@@ -381,7 +386,9 @@ class Batcher:
     else:
       answer_lines_BxE, question_lines_BxE = np.zeros((2, batch_size, num_lines), bool)
     batch = {
-        "context_BxExT": context_NxT.reshape(batch_size, num_lines, -1),
+        "context_ids_X": encoded.context[0].astype(np.int32, copy=False),
+        "context_lengths_R": encoded.context[1].astype(np.int32, copy=False),
+        "line_tokens": np.array(layout.line_tokens, np.int32),
         "line_mask_BxE": line_mask_BxE,
         "query_BxQ": query_BxQ,
         "answer_BxA": answer_BxA,
@@ -398,19 +405,13 @@ class Batcher:
           examples, num_lines, max(1, layout.line_tokens - 2))
     if encoded.recon is not None:
       # The autoencoding loss decodes lines, so it needs them in the decoder's ids too.
-      recon_NxT = self._pack(dec, encoded.recon, all_lines,
-                             (batch_size * num_lines, layout.line_tokens), rows,
-                             lambda j: _line_name(examples, j), allocate)
-      lengths_N = np.zeros(batch_size * num_lines, np.int64)
-      lengths_N[rows] = encoded.recon[1]
-      width = np.arange(layout.line_tokens)[None, :]
-      batch["recon_BxExT"] = recon_NxT.reshape(batch_size, num_lines, -1)
-      batch["recon_mask_BxExT"] = ((width >= 1) & (width <= 1 + lengths_N[:, None])
-                                   & line_mask_BxE.reshape(-1)[:, None]).reshape(
-                                       batch_size, num_lines, -1)
+      _check_fits(encoded.recon[1], layout.line_tokens - 2, all_lines,
+                  lambda j: _line_name(examples, j))
+      batch["recon_ids_X"] = encoded.recon[0].astype(np.int32, copy=False)
+      batch["recon_lengths_R"] = encoded.recon[1].astype(np.int32, copy=False)
     if layout.packed_lines:
-      batch["line_rows_SxM"] = _packed_rows(rows, batch_size * num_lines, shards,
-                                            layout.packed_lines)
+      batch["line_rows_SxM"] = _packed_rows(np.flatnonzero(line_mask_BxE.reshape(-1)),
+                                            batch_size * num_lines, shards, layout.packed_lines)
     if self.shape.sequence_tokens:
       prompts, answers = zip(*(split_at_space(dec, context_prompt(ex), ex.answer)
                                for ex in examples))
@@ -420,25 +421,32 @@ class Batcher:
                         "sequence_tokens"))
     return batch
 
+  def pad_lines(self, ragged: Batch) -> Batch:
+    """The batch of `ragged` with its line tokens padded into context_BxExT (and recon_BxExT,
+    recon_mask_BxExT): a few scatters, where tokenizing stays with whoever built `ragged`."""
+    batch = {k: v for k, v in ragged.items() if k not in RAGGED_KEYS}
+    line_mask_BxE = batch["line_mask_BxE"]
+    shape_BxExT = (*line_mask_BxE.shape, int(ragged["line_tokens"]))
+    rows = np.flatnonzero(line_mask_BxE.reshape(-1))  # real lines, in example then line order
+    batch["context_BxExT"] = _padded(self.encoder_tokenizer, ragged["context_ids_X"],
+                                     ragged["context_lengths_R"], rows, shape_BxExT)
+    if "recon_ids_X" in ragged:
+      lengths_R = ragged["recon_lengths_R"]
+      batch["recon_BxExT"] = _padded(self.decoder_tokenizer, ragged["recon_ids_X"], lengths_R,
+                                     rows, shape_BxExT)
+      lengths_N = np.zeros(line_mask_BxE.size, np.int64)
+      lengths_N[rows] = lengths_R
+      width = np.arange(shape_BxExT[-1])
+      batch["recon_mask_BxExT"] = ((width >= 1) & (width <= 1 + lengths_N[:, None])
+                                   & line_mask_BxE.reshape(-1)[:, None]).reshape(shape_BxExT)
+    return batch
+
   def _pack(self, tok, ragged: tuple[np.ndarray, np.ndarray], texts: list[str],
-            out_shape: tuple[int, int], rows: np.ndarray, name_of,
-            allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty) -> np.ndarray:
+            out_shape: tuple[int, int], rows: np.ndarray, name_of) -> np.ndarray:
     """[BOS] + tokens + [EOS] of text j (`ragged`: `texts` tokenized) in row rows[j] of a PAD
-    array from `allocate`: one scatter for all."""
-    width = out_shape[1]
-    flat, lengths = ragged
-    too_long = np.flatnonzero(lengths > width - 2)
-    if too_long.size:
-      j = int(too_long[0])
-      raise ValueError(
-          f"{name_of(j)} has {lengths[j]} tokens, more than the {width - 2} that fit "
-          f"({len(too_long)} text(s) too long in this batch): {texts[j][:80]!r}")
-    out = allocate(out_shape, np.int32)
-    out.fill(tok.pad_id)
-    out[rows, 0] = tok.bos_id
-    _scatter(out, flat, lengths, rows, np.ones_like(lengths))
-    out[rows, 1 + lengths] = tok.eos_id
-    return out
+    array: one scatter for all."""
+    _check_fits(ragged[1], out_shape[1] - 2, texts, name_of)
+    return _padded(tok, *ragged, rows, out_shape)
 
   def _answers(self, tok, examples: Sequence[Example], prompt: tuple[np.ndarray, np.ndarray],
                answer: tuple[np.ndarray, np.ndarray], width: int, width_name: str):
@@ -544,6 +552,28 @@ def _packed_rows(rows_R: np.ndarray, num_rows: int, shards: int, slots: int) -> 
   out_SxM = np.full((shards, slots), per_part, np.int32)
   out_SxM[part_R, slot_R] = local_R
   return out_SxM
+
+
+def _check_fits(lengths: np.ndarray, room: int, texts: list[str], name_of) -> None:
+  """Refuses the first of `texts` (tokenized `lengths` long) with more than `room` tokens."""
+  too_long = np.flatnonzero(lengths > room)
+  if too_long.size:
+    j = int(too_long[0])
+    raise ValueError(
+        f"{name_of(j)} has {lengths[j]} tokens, more than the {room} that fit "
+        f"({len(too_long)} text(s) too long in this batch): {texts[j][:80]!r}")
+
+
+def _padded(tok, flat: np.ndarray, lengths: np.ndarray, rows: np.ndarray,
+            shape: tuple[int, ...]) -> np.ndarray:
+  """A PAD array of `shape` (rows x width, or more axes flattened into rows) holding
+  [BOS] + tokens + [EOS] of text j in row rows[j]."""
+  out = np.full(shape, tok.pad_id, np.int32)
+  out_NxW = out.reshape(-1, shape[-1])
+  out_NxW[rows, 0] = tok.bos_id
+  _scatter(out_NxW, flat, lengths, rows, np.ones_like(lengths))
+  out_NxW[rows, 1 + lengths] = tok.eos_id
+  return out
 
 
 def _scatter(out_NxW: np.ndarray, flat: np.ndarray, lengths: np.ndarray, rows: np.ndarray,

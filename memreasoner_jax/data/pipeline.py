@@ -92,7 +92,7 @@ class _Stream:
                shuffle: bool, process_index: int, process_count: int, shards: int):
     self._start, self._size = host_share(global_batch, process_index, process_count)
     self.source = source
-    self._batcher = batcher
+    self.batcher = batcher
     self.global_batch = global_batch
     self.seed = seed
     self._shuffle = shuffle
@@ -100,9 +100,9 @@ class _Stream:
     self._shards = shards  # this host's parts of a batch (devices) for packed lines
     self._global_shards = shards * process_count
     self._permutations: dict[int, np.ndarray] = {}
-    # Set on the copy that worker processes run: the largest arrays are built in shared memory,
-    # which Grain hands to the training process without copying them.
-    self.shared_memory = False
+    # Set on the copy that worker processes run: they hand over the line tokens ragged, which
+    # the training process pads (`Batcher.pad_lines`): a fraction of the bytes to move.
+    self.ragged = False
 
   def _permutation(self, epoch: int) -> np.ndarray:
     if epoch not in self._permutations:
@@ -125,26 +125,10 @@ class _Stream:
 
   def __call__(self, step: int) -> batching.Batch:
     global_indices, mine = self.indices(step)
-    layout = self._batcher.layout(self._sizes_Nx4[global_indices], self._global_shards)
+    layout = self.batcher.layout(self._sizes_Nx4[global_indices], self._global_shards)
     examples = read_examples(self.source, mine)
-    if not self.shared_memory:
-      return self._batcher(examples, layout, shards=self._shards)
-    # Imported here: only worker processes build batches in shared memory.
-    from grain.multiprocessing import SharedMemoryArray  # pylint: disable=import-outside-toplevel
-    blocks = []
-
-    def allocate(shape, dtype):
-      if np.prod(shape) * np.dtype(dtype).itemsize < MIN_SHARED_BYTES:
-        return np.empty(shape, dtype)
-      blocks.append(SharedMemoryArray(shape, dtype))
-      return blocks[-1]
-
-    try:
-      return self._batcher(examples, layout, shards=self._shards, allocate=allocate)
-    except BaseException:
-      for block in blocks:  # never handed over: nobody else would free them
-        block.unlink_on_del()
-      raise
+    build = self.batcher.ragged if self.ragged else self.batcher
+    return build(examples, layout, shards=self._shards)
 
 
 # Steps of the endless stream: a Grain range this long never ends in practice.
@@ -218,12 +202,12 @@ class TrainIterator:
     stream = self._stream
     if self._workers:
       stream = copy.copy(stream)
-      stream.shared_memory = True
+      stream.ragged = True
     steps = grain.MapDataset.range(first_step, _ENDLESS).map(stream)
     # Our batches are built from examples in memory: one reading thread (none without
     # prefetch), as Grain advises for in-memory data. None in worker processes either: their
     # queues hold the batches ahead, and a thread there only contends for the worker's GIL
-    # (measured in BUILD_NOTES.md) and would hold built shared-memory batches nobody frees.
+    # (measured in BUILD_NOTES.md).
     read = grain.ReadOptions(num_threads=1 if self._prefetch and not self._workers else 0,
                              prefetch_buffer_size=max(self._prefetch, 1))
     dataset = steps.to_iter_dataset(read)
@@ -234,7 +218,7 @@ class TrainIterator:
           dataset, grain.experimental.DatasetOptions(min_shm_size=MIN_SHARED_BYTES))
       dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
           num_workers=self._workers, per_worker_buffer_size=max(self._prefetch, 1)),
-          worker_init_fn=keep_freed_memory)
+          worker_init_fn=keep_freed_memory).map(stream.batcher.pad_lines)
     return iter(dataset)
 
   def indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
