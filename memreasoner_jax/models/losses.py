@@ -275,13 +275,15 @@ def _read_mass_nll(r: "memreasoner.Reasoning", hops_H: slice, target_BxHxE: jax.
     if "line_words_BxExW" not in batch:
       raise ValueError("loss.foreign_negatives needs batches with line_words_BxExW and "
                        "read_words_BxK: build them with Batcher(read_words=True)")
-    cos_BxHxBxE = memory.cosine_across(r.readouts_BxHxC[:, hops_H], r.zt_BxExC)
-    foreign_Bx1xBxE = foreign_lines(batch)[:, None]
-    foreign_BxH = jax.nn.logsumexp(
-        jnp.where(foreign_Bx1xBxE, cos_BxHxBxE / temperature, -1e9), axis=(2, 3))
     hop_H = np.arange(r.sims_BxHxE.shape[1])[hops_H]
     weighs_H = hop_H == 0 if foreign == "first" else np.ones(hop_H.shape, bool)
-    all_BxH = jnp.where(weighs_H, jnp.logaddexp(all_BxH, foreign_BxH), all_BxH)
+    if weighs_H.any():  # with "first", a loss on later hops alone weighs no foreign line
+      # W: the hops that weigh them; the cosines of the others are never computed.
+      cos_BxWxBxE = memory.cosine_across(r.readouts_BxHxC[:, hops_H][:, weighs_H], r.zt_BxExC)
+      foreign_Bx1xBxE = foreign_lines(batch)[:, None]
+      foreign_BxW = jax.nn.logsumexp(
+          jnp.where(foreign_Bx1xBxE, cos_BxWxBxE / temperature, -1e9), axis=(2, 3))
+      all_BxH = all_BxH.at[:, weighs_H].set(jnp.logaddexp(all_BxH[:, weighs_H], foreign_BxW))
   nll_BxH = all_BxH - on_target_BxH
   has_target_BxH = jnp.any(target_BxHxE, axis=-1) & (batch["example_weight_B"] > 0)[:, None]
   return _masked_mean(nll_BxH, has_target_BxH)
