@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+import pathlib
 import platform
 import subprocess
 import sys
@@ -122,7 +123,15 @@ class Info(ctypes.Structure):  # glibc's struct mallinfo2
 info = ctypes.CDLL("libc.so.6").mallinfo2
 info.restype = Info
 if sys.argv[1] == "keep":
-  pipeline.keep_freed_memory(0, 1)
+  pipeline.keep_freed_memory()
+if sys.argv[1] == "train":  # the training process's pipeline sets it when it starts
+  from memreasoner_jax.data import batching, tokenizers
+  from tests import data_fixtures
+  shape = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40,
+                              line_buckets=(16,))
+  train = pipeline.TrainIterator(data_fixtures.qa1_examples(8), batching.Batcher(
+      shape, tokenizers.ByteTokenizer()), 8, process_index=0, process_count=1, prefetch=0)
+  next(train)
 block = np.ones(64 << 20, np.uint8)  # over glibc's largest self-tuned mapping size (32 MiB)
 mapped = info().hblkhd
 del block
@@ -130,15 +139,17 @@ print(mapped, info().arena)
 """
 
 
-def test_worker_setup_keeps_freed_batch_memory_in_the_heap():
+def test_batch_building_processes_keep_freed_batch_memory_in_the_heap():
   """A block as large as a long batch's temporaries comes from the heap and stays there when
-  freed, instead of being mapped afresh (and faulted in zeroed) for every batch."""
+  freed, instead of being mapped afresh (and faulted in zeroed) for every batch: in the worker
+  processes (`keep_freed_memory`, their setup) and in the training process once its pipeline
+  starts."""
   if platform.libc_ver()[0] != "glibc":
     pytest.skip("keep_freed_memory tunes glibc's malloc only")
 
   def run(mode):  # a fresh process each: the setting is process-wide
     out = subprocess.run([sys.executable, "-c", _HEAP_CHECK, mode], capture_output=True,
-                         text=True, check=True).stdout
+                         text=True, check=True, cwd=pathlib.Path(__file__).parents[1]).stdout
     return [int(v) for v in out.split()]
 
   default_mapped, _ = run("default")
@@ -146,6 +157,8 @@ def test_worker_setup_keeps_freed_batch_memory_in_the_heap():
   assert default_mapped >= 64 << 20  # glibc's default: mapped on its own
   assert kept_mapped < 64 << 20
   assert kept_heap >= 64 << 20  # freed, still held for the next batch
+  train_mapped, train_heap = run("train")
+  assert train_mapped < 64 << 20 and train_heap >= 64 << 20
 
 
 def test_state_from_another_dataset_is_rejected():

@@ -139,17 +139,16 @@ MIN_SHARED_BYTES = 1 << 16
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
-def keep_freed_memory(worker_index: int, worker_count: int) -> None:
-  """Grain's worker setup: glibc keeps the memory a batch frees for the next batch.
+def keep_freed_memory() -> None:
+  """glibc keeps the memory a batch frees for the next batch, in this process.
 
   By default glibc maps blocks over a threshold afresh (128 KiB, raised as such blocks are
   freed, never past 32 MiB) and trims a thread's heap on free, so each batch's megabytes of
-  token temporaries fault in zeroed pages again: a worker
-  built a 16k batch 1.6 times slower than the training process does (BUILD_NOTES.md). A worker
-  holds a few batches' worth at most, so keeping them costs little. Elsewhere than glibc this
-  does nothing.
+  token temporaries and padded arrays fault in zeroed pages again: a worker built a 16k batch
+  1.6 times slower than the training process does, and the training process padded a 128k batch
+  twice as slowly (BUILD_NOTES.md). A process holds a few batches' worth at most, so keeping
+  them costs little. Elsewhere than glibc this does nothing.
   """
-  del worker_index, worker_count
   import ctypes  # pylint: disable=import-outside-toplevel
   import ctypes.util  # pylint: disable=import-outside-toplevel
   name = ctypes.util.find_library("c")
@@ -157,6 +156,12 @@ def keep_freed_memory(worker_index: int, worker_count: int) -> None:
   if mallopt is not None:
     mallopt(_M_MMAP_THRESHOLD, 1 << 30)
     mallopt(_M_TRIM_THRESHOLD, 1 << 31)
+
+
+def _worker_setup(worker_index: int, worker_count: int) -> None:
+  """Grain's setup of each worker process."""
+  del worker_index, worker_count
+  keep_freed_memory()
 
 
 class TrainIterator:
@@ -199,6 +204,8 @@ class TrainIterator:
       # Grain reads its settings from absl flags; outside an absl program (a notebook, a
       # library caller) none were parsed, and Grain's defaults are what is wanted.
       flags.FLAGS.mark_as_parsed()
+    # This process pads every batch, or builds it whole without workers.
+    keep_freed_memory()
     stream = self._stream
     if self._workers:
       stream = copy.copy(stream)
@@ -218,7 +225,7 @@ class TrainIterator:
           dataset, grain.experimental.DatasetOptions(min_shm_size=MIN_SHARED_BYTES))
       dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
           num_workers=self._workers, per_worker_buffer_size=max(self._prefetch, 1)),
-          worker_init_fn=keep_freed_memory).map(stream.batcher.pad_lines)
+          worker_init_fn=_worker_setup).map(stream.batcher.pad_lines)
     return iter(dataset)
 
   def indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
