@@ -112,7 +112,8 @@ EXECUTION_FIELDS = ("model.attention", "model.remat", "model.memory.pinv",
 ADDED_FIELDS = {"model.decoder.copy": False, "model.memory.recency": 0.0,
                 "model.memory.learn_recency": False, "model.hops.before_gate": False,
                 "model.decoder.copy_written": False, "model.hops.skip_read": False,
-                "model.memory.latest_margin": 0.0, "model.memory.latest_alike": -1.0}
+                "model.memory.latest_margin": 0.0, "model.memory.latest_alike": -1.0,
+                "model.memory.eval_recency": True}
 
 
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

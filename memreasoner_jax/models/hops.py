@@ -36,6 +36,7 @@ class Hop(nn.Module):
       memory.read_chunked): of two lines about the same actor, the later one is read.
     learn_recency: the bonus is a parameter ("recency", shared by the hops), `recency` its
       initial value.
+    add_recency: this read adds the bonus (the parameter exists either way).
     before_gate: a learned gate on the query may cut, in this hop's read, the lines after the
       line the previous hop read (see memory.order_bonus). "Where is the football?" after
       "John dropped the football" asks where John was before the drop, not where he went next;
@@ -56,6 +57,7 @@ class Hop(nn.Module):
   combine: str = "nearest_line"
   recency: float = 0.0
   learn_recency: bool = False
+  add_recency: bool = True
   before_gate: bool = False
   skip_read: bool = False
   latest_margin: float = 0.0
@@ -80,6 +82,8 @@ class Hop(nn.Module):
     c = query_BxC.shape[-1]
     recency = (self.param("recency", nn.initializers.constant(self.recency), ())
                if self.learn_recency else self.recency)
+    if not self.add_recency:
+      recency = 0.0
     gate_B = None
     if self.before_gate:
       gate_B = nn.sigmoid(nn.Dense(
@@ -151,6 +155,7 @@ class HopOperator(nn.Module):
   skip_read: bool = False
   latest_margin: float = 0.0
   latest_alike: float = -1.0
+  eval_recency: bool = True  # reads without an rng add the recency bonus too
 
   @nn.compact
   def __call__(self, query_BxC: jax.Array, mem: memory.ChunkedMemory, lines_BxExC: jax.Array,
@@ -158,7 +163,8 @@ class HopOperator(nn.Module):
                content_BxExC: jax.Array | None = None):
     """Returns (readouts_BxHxC, sims_BxHxE, kl_B summed over hops).
 
-    Read noise is drawn only when the operator has `read_noise` and an rng is given.
+    Read noise is drawn only when the operator has `read_noise` and an rng is given; without
+    an rng the recency bonus is added only with `eval_recency`.
     `content_BxExC`: the lines before temporal encoding (default `lines_BxExC`).
     """
     noisy = self.read_noise and rng is not None
@@ -168,8 +174,8 @@ class HopOperator(nn.Module):
                    out_axes=0,
                    length=self.num_hops)
     hop = scan(self.update, self.read_noise, noisy, self.combine, self.recency,
-               self.learn_recency, self.before_gate, self.skip_read, self.latest_margin,
-               self.latest_alike, self.dtype, name="hop")
+               self.learn_recency, self.eval_recency or rng is not None, self.before_gate,
+               self.skip_read, self.latest_margin, self.latest_alike, self.dtype, name="hop")
     lines_BxExC = lines_BxExC.astype(jnp.float32)
     content_BxExC = lines_BxExC if content_BxExC is None else content_BxExC.astype(jnp.float32)
     b = query_BxC.shape[0]

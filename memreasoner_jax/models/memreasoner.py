@@ -139,7 +139,8 @@ class MemReasoner:
                                      config.hops.get("before_gate", False),
                                      config.hops.get("skip_read", False),
                                      config.memory.get("latest_margin", 0.0),
-                                     config.memory.get("latest_alike", -1.0))
+                                     config.memory.get("latest_alike", -1.0),
+                                     config.memory.get("eval_recency", True))
     self.decoder = decoder_lib.Decoder(config.decoder, dtype, implementation, remat)
     self.copy_head = (copying.CopyHead(config.decoder.d_model, config.decoder.vocab_size,
                                        config.decoder.get("copy_written", False))
