@@ -72,7 +72,8 @@ def _training_rename(task: str, cfg: ml_collections.ConfigDict):
 
 def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
   """The training split of `data.source`; generated: every task's, with 0..train_filler_max
-  filler sentences per example, the rooms of a `rename_fraction` of the bAbI stories renamed to
+  filler sentences per example (a `lookalike_fraction` of a bAbI story's opening with a
+  look-alike of an actor's name), the rooms of a `rename_fraction` of the bAbI stories renamed to
   pseudo-words, and the values of a `value_rename_fraction` of the variable-tracking examples
   to pseudo-values."""
   if not sources.is_generated(_source(cfg)):
@@ -81,6 +82,8 @@ def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
   examples = []
   for task in task_names(cfg):
     fraction, rename_randomly = _training_rename(task, cfg)
+    lookalike_fraction = (cfg.get("lookalike_fraction", 0.0)
+                          if task in registry.BABI_TASKS else 0.0)
     for example in registry.generate(task, "train", cfg.train_examples, cfg.train_seed):
       if fraction > 0:
         rng = registry.rng_for(task, "train-rename", cfg.train_seed, example.index)
@@ -89,7 +92,8 @@ def train_examples(cfg: ml_collections.ConfigDict) -> list[Example]:
       if source is not None:
         rng = registry.rng_for(task, "train-filler", cfg.train_seed, example.index)
         example = haystack.add_filler(example, rng.randint(0, cfg.train_filler_max), source, rng,
-                                      max_line_chars=cfg.line_tokens - 2)
+                                      max_line_chars=cfg.line_tokens - 2,
+                                      lookalike_fraction=lookalike_fraction)
       examples.append(example)
   return _fit_lines(examples, cfg)
 

@@ -124,6 +124,10 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   # Where that filler comes from (a distractor spec: builtin:train, a book file or folder...);
   # the built-in generator's training half shares no text with evaluation's builtin:test.
   config.data.train_filler = "builtin:train"
+  # Share of a bAbI story's filler sentences that open with a made-up look-alike of an actor's
+  # name ("Danvek ..."), so that the read learns the whole name, not its first letter
+  # (tasks/lookalikes.py).
+  config.data.lookalike_fraction = 0.0
   # Share of bAbI training stories whose rooms become random pseudo-words (never the renamed
   # splits' words): answers the decoder cannot spell from memory, so it learns to copy them
   # (with model.decoder.copy).

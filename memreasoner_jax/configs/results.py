@@ -56,6 +56,9 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # train_bonus: with order, the learned bonus for later lines in training reads only; at
 # evaluation the latest line about an actor is left to latest (+ alike), and a 128k haystack's
 # late filler lines gain nothing from their place (models/hops.py; chosen on trial books).
+# lookalikes: a quarter of a bAbI story's training filler sentences open with a made-up word that
+# shares an actor's first letters: in 128k haystacks of trial books the read took book lines
+# opening with an actor's first letter for the fact (tasks/lookalikes.py).
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -77,7 +80,8 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "foreign_first": {"loss.foreign_negatives": True, "loss.foreign_hops": "first"},
           "reseed": {"training.seed": 1, "data.train_seed": 3},
           "sharp": {"loss.sf_temperature": 0.05},
-          "train_bonus": {"model.memory.eval_recency": False}}
+          "train_bonus": {"model.memory.eval_recency": False},
+          "lookalikes": {"data.lookalike_fraction": 0.25}}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
@@ -135,7 +139,9 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
                  "train_bonus"), ("qa1",)),
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "reseed", "train_bonus"), ("qa1",)))
+                 "reseed", "train_bonus"), ("qa1",)),
+               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
+                 "reseed", "train_bonus", "lookalikes"), ("qa1",)))
 
 
 @dataclasses.dataclass(frozen=True)

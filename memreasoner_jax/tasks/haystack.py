@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from memreasoner_jax.tasks.distractors import SentenceSource
 from memreasoner_jax.tasks.example import Example
 from memreasoner_jax.tasks import lengths
+from memreasoner_jax.tasks import lookalikes
 from memreasoner_jax.tasks.sentences import wrap_line
 
 MAX_LINE_CHARS = 256
@@ -88,11 +89,14 @@ def make_haystack(example: Example, length: str, source: SentenceSource, rng: ra
 
 
 def add_filler(example: Example, num_sentences: int, source: SentenceSource,
-               rng: random.Random, max_line_chars: int = MAX_LINE_CHARS) -> Example:
-  """`example` with `num_sentences` filler sentences at sorted random gaps (for training).
+               rng: random.Random, max_line_chars: int = MAX_LINE_CHARS,
+               lookalike_fraction: float = 0.0) -> Example:
+  """`example` with `num_sentences` filler sentences at sorted random gaps (for training), a
+  `lookalike_fraction` of them opening with a look-alike of an actor's name (lookalikes.py).
 
   Use a source other than the test filler's, e.g. get_source('builtin:train') or a book kept
   out of evaluation, so evaluation text stays unseen.
   """
-  return insert_facts(example, draw_sentences(source, num_sentences, rng,
-                                              max_line_chars=max_line_chars), rng)
+  filler = draw_sentences(source, num_sentences, rng, max_line_chars=max_line_chars)
+  filler = lookalikes.with_lookalikes(filler, lookalike_fraction, rng, max_line_chars)
+  return insert_facts(example, filler, rng)
