@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from memreasoner_jax import input_pipeline
 from memreasoner_jax.configs import babi
 from memreasoner_jax.tasks import lookalikes
@@ -31,6 +33,8 @@ def test_none_at_fraction_zero_and_every_line_at_one():
   long = ["ab " + "y" * 44] * 50
   out = lookalikes.with_lookalikes(long, 1.0, random.Random(3), 48)
   assert all(len(line) <= 48 for line in out) and long[0] in out and len(set(out)) > 1
+  with pytest.raises(ValueError, match="lookalike_fraction must be between 0 and 1, got 1.5"):
+    lookalikes.with_lookalikes(lines, 1.5, rng, 48)
 
 
 def test_training_stories_get_lookalike_filler_and_keep_their_facts():

@@ -31,7 +31,9 @@ def with_lookalikes(lines: Sequence[str], fraction: float, rng: random.Random,
   """`lines` with each one, at chance `fraction`, opening with the `lookalike` of a random
   actor in place of its first word (left as it was where the new line would pass
   `max_line_chars`). A fraction of 0 draws nothing from `rng`."""
-  if fraction <= 0:
+  if not 0 <= fraction <= 1:
+    raise ValueError(f"data.lookalike_fraction must be between 0 and 1, got {fraction}")
+  if fraction == 0:
     return list(lines)
   out = []
   for line in lines:
