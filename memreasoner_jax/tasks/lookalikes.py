@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from memreasoner_jax.tasks import vocab
 
+
 def lookalike(name: str, rng: random.Random) -> str:
   """A capitalised made-up word of 3 to 9 letters that opens with 1 to 3 of `name`'s first
   letters and is no bAbI word."""
