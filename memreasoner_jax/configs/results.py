@@ -141,7 +141,9 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
                  "reseed", "train_bonus"), ("qa1",)),
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "reseed", "train_bonus", "lookalikes"), ("qa1",)))
+                 "reseed", "train_bonus", "lookalikes"), ("qa1",)),
+               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
+                 "train_bonus", "lookalikes"), ("qa1",)))
 
 
 @dataclasses.dataclass(frozen=True)
