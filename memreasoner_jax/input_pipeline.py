@@ -42,7 +42,7 @@ def make_batcher(cfg: ml_collections.ConfigDict, read_targets: bool = True,
       answer_tokens=cfg.answer_tokens, supports=cfg.supports,
       line_buckets=batching.line_buckets(cfg.line_bucket, cfg.max_lines),
       sequence_tokens=cfg.sequence_tokens, token_multiple=cfg.get("token_multiple", 0),
-      pack_lines=cfg.get("pack_lines", False))
+      sequence_multiple=cfg.get("sequence_multiple", 0), pack_lines=cfg.get("pack_lines", False))
   return batching.Batcher(shape, encoder_tokenizer, decoder_tokenizer, sf_fraction=cfg.sf_fraction,
                           read_targets=read_targets, read_words=read_words)
 

@@ -17,6 +17,7 @@ from memreasoner_jax.tasks import registry
 @pytest.fixture(scope="module")
 def setup():
   config = babi.get_config("qa1,tiny,baseline")
+  config.data.sequence_multiple = 0  # every batch L = sequence_tokens
   examples = registry.generate("qa1", "test", 3, seed=0)
   batch = input_lib.make_batcher(config.data)(examples)
   model = models.build(config.model)
@@ -71,8 +72,15 @@ def test_cached_generation_equals_full_recompute(setup):
 def test_padding_after_the_answer_changes_nothing(setup):
   config, examples, batch, params = setup
   data = config.data.copy_and_resolve_references()
-  data.sequence_tokens -= 128
-  narrow = input_lib.make_batcher(data)(examples)
+  data.sequence_multiple = 64  # L: the smallest multiple of 64 holding the longest sequence
+  batcher = input_lib.make_batcher(data)
+  longest = int(batcher.sizes(examples)[:, batching.SIZE_COLUMNS.index("sequence_tokens")].max())
+  assert longest == max(len(batching.context_prompt(ex) + " " + ex.answer) + 2 for ex in examples)
+  narrow = batcher(examples)
+  width = narrow["sequence_BxL"].shape[1]
+  assert width == -(-longest // 64) * 64 < data.sequence_tokens
+  np.testing.assert_array_equal(narrow["sequence_BxL"], batch["sequence_BxL"][:, :width])
+  assert (batch["sequence_BxL"][:, width:] == tokenizers.from_spec("byte").pad_id).all()
   model = models.build(config.model)
   loss, _ = model.loss(params, batch, None, 0, config.loss)
   loss_narrow, _ = model.loss(params, narrow, None, 0, config.loss)

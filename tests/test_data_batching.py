@@ -246,6 +246,7 @@ def test_token_widths_follow_the_batch_and_packed_rows_list_each_parts_real_line
   assert sizes[:, 1].max() == longest
   assert sizes[0, 2] == len(examples[0].question) + 2
   assert sizes[0, 3] == len(examples[0].question + " " + examples[0].answer) + 2
+  assert (sizes[:, 4] == 0).all()  # no baseline sequence
   layout = batcher.layout(sizes, shards=3)  # parts of 2 examples: 3, 7 and 6 real lines
   up8 = lambda n: -(-int(n) // 8) * 8
   assert layout == batching.Layout(lines=8, line_tokens=up8(longest),
@@ -306,6 +307,8 @@ def test_packing_errors_name_the_part_and_the_split():
     batcher(examples, batching.Layout(8, 40, 24, 40, packed_lines=6), shards=3)
   with pytest.raises(ValueError, match="token_multiple must be >= 0"):
     batching.BatchShape(40, 24, 40, token_multiple=-1)
+  with pytest.raises(ValueError, match="sequence_multiple must be >= 0"):
+    batching.BatchShape(40, 24, 40, sequence_multiple=-1)
 
 
 def test_read_words_hold_each_lines_words_and_each_questions_and_answers():

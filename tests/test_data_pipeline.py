@@ -200,7 +200,8 @@ def test_eval_pass_pads_last_batch_on_every_host():
 
 def test_hosts_agree_on_token_widths_and_packed_slots_and_split_the_single_host_batch():
   shape = batching.BatchShape(line_tokens=40, query_tokens=24, answer_tokens=40,
-                              line_buckets=(4, 8, 16), token_multiple=4, pack_lines=True)
+                              line_buckets=(4, 8, 16), token_multiple=4, pack_lines=True,
+                              sequence_tokens=1024, sequence_multiple=64)
   batcher = batching.Batcher(shape, tokenizers.ByteTokenizer())
   train = lambda i, n, shards: pipeline.TrainIterator(DATA, batcher, 8, seed=3, process_index=i,
                                                       process_count=n, prefetch=0, shards=shards)
@@ -208,6 +209,7 @@ def test_hosts_agree_on_token_widths_and_packed_slots_and_split_the_single_host_
   for step in range(6):
     a, b = (h.batch_at(step) for h in hosts)
     whole = single.batch_at(step)
+    assert whole["sequence_BxL"].shape[1] % 64 == 0 and whole["sequence_BxL"].shape[1] < 1024
     for key in whole:
       assert a[key].shape == b[key].shape
       np.testing.assert_array_equal(np.concatenate([a[key], b[key]]), whole[key])

@@ -33,9 +33,10 @@ Lines and query use the encoder tokenizer, the answer sequence the decoder token
 differ, e.g. BERT WordPiece and GPT-2 BPE as in Larimar). Nothing is truncated: a text that does
 not fit its slot is an error naming the example and the line.
 
-A `Layout` fixes one batch's E, T, Q, A and M. By default T, Q and A are the configured widths;
-with `BatchShape.token_multiple` each batch takes the smallest multiple of it that holds its
-longest line, question and answer sequence. Hosts of one global step agree on the layout by
+A `Layout` fixes one batch's E, T, Q, A, M and L. By default T, Q, A and L are the configured
+widths; with `BatchShape.token_multiple` each batch takes the smallest multiple of it that holds
+its longest line, question and answer sequence, and with `BatchShape.sequence_multiple` the same
+for L and its longest sequence. Hosts of one global step agree on the layout by
 computing it from the whole global batch's `sizes` (known without reading the other hosts'
 records).
 """
@@ -229,10 +230,11 @@ class Layout:
   query_tokens: int  # Q
   answer_tokens: int  # A
   packed_lines: int = 0  # M: real-line slots per part (0: the encoder reads all B x E lines)
+  sequence_tokens: int = 0  # L (0: no sequence_BxL)
 
 
 # Columns of `Batcher.sizes`: what each example needs of the layout.
-SIZE_COLUMNS = ("lines", "line_tokens", "query_tokens", "answer_tokens")
+SIZE_COLUMNS = ("lines", "line_tokens", "query_tokens", "answer_tokens", "sequence_tokens")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +250,9 @@ class BatchShape:
   # 0: T, Q and A are the widths above; k: each batch's are the smallest multiples of k that
   # hold its longest line, question and answer sequence (at most the widths above).
   token_multiple: int = 0
+  # The same for L alone (0: L is sequence_tokens): the baseline's sequence is its largest
+  # array, and a batch's longest story is often half the longest of all.
+  sequence_multiple: int = 0
   pack_lines: bool = False  # line_rows_SxM: the encoder reads real lines only
 
   def __post_init__(self):
@@ -258,8 +263,9 @@ class BatchShape:
       raise ValueError("BatchShape.supports must be >= 1")
     if list(self.line_buckets) != sorted(set(self.line_buckets)) or self.line_buckets[0] < 1:
       raise ValueError(f"BatchShape.line_buckets must be ascending positive: {self.line_buckets}")
-    if self.token_multiple < 0:
-      raise ValueError(f"BatchShape.token_multiple must be >= 0, got {self.token_multiple}")
+    for name in ("token_multiple", "sequence_multiple"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"BatchShape.{name} must be >= 0, got {getattr(self, name)}")
 
   @property
   def widths(self) -> tuple[int, int, int]:
@@ -296,11 +302,17 @@ class Batcher:
     self.read_targets = read_targets
     self.read_words = read_words
 
+  @property
+  def fixed_widths(self) -> bool:
+    """Whether every batch has the configured token widths (its sizes need no tokenizing)."""
+    return not (self.shape.token_multiple or self.shape.sequence_multiple)
+
   def sizes(self, examples: Sequence[Example]) -> np.ndarray:
     """Per example (rows) the layout it needs (SIZE_COLUMNS): its lines, and the tokens of its
-    longest line, its question and its answer sequence, BOS and EOS included. Without
-    `token_multiple` the token columns are the configured widths (nothing is tokenized)."""
-    if not self.shape.token_multiple:
+    longest line, its question, its answer sequence and its baseline sequence (0 without one),
+    BOS and EOS included. Without `token_multiple` or `sequence_multiple` the token columns are
+    the configured widths (nothing is tokenized)."""
+    if self.fixed_widths:
       return self.fixed_sizes([len(ex.context) for ex in examples])
     return self._encode(examples).sizes()
 
@@ -309,36 +321,47 @@ class Batcher:
     enc, dec = self.encoder_tokenizer, self.decoder_tokenizer
     all_lines = [line for ex in examples for line in ex.context]
     prompts, answers = zip(*(split_at_space(dec, ex.question, ex.answer) for ex in examples))
+    sequence = None
+    if self.shape.sequence_tokens:
+      halves = [split_at_space(dec, context_prompt(ex), ex.answer) for ex in examples]
+      sequence = tuple(dec.encode_ragged([half[i] for half in halves]) for i in (0, 1))
     return _Encoded(
         lines_N=np.array([len(ex.context) for ex in examples], np.int64),
         context=enc.encode_ragged(all_lines),
         recon=dec.encode_ragged(all_lines) if dec.spec != enc.spec else None,
         query=enc.encode_ragged([ex.question for ex in examples]),
-        prompt=dec.encode_ragged(list(prompts)), answer=dec.encode_ragged(list(answers)))
+        prompt=dec.encode_ragged(list(prompts)), answer=dec.encode_ragged(list(answers)),
+        sequence=sequence)
 
   def fixed_sizes(self, lines_N: np.ndarray) -> np.ndarray:
-    """`sizes` without `token_multiple`: the line counts and the configured widths."""
+    """`sizes` with fixed widths: the line counts and the configured widths."""
     lines_N = np.asarray(lines_N, np.int64)
-    return np.column_stack([lines_N] + [np.full_like(lines_N, w) for w in self.shape.widths])
+    widths = (*self.shape.widths, self.shape.sequence_tokens)
+    return np.column_stack([lines_N] + [np.full_like(lines_N, w) for w in widths])
 
-  def layout(self, sizes_Nx4: np.ndarray, shards: int = 1,
+  def layout(self, sizes_NxC: np.ndarray, shards: int = 1,
              num_lines: int | None = None) -> Layout:
-    """The layout of a batch of examples with these `sizes` split into `shards` equal parts
-    (one per device); `num_lines` forces E."""
+    """The layout of a batch of examples with these `sizes` (C: SIZE_COLUMNS) split into
+    `shards` equal parts (one per device); `num_lines` forces E."""
     if num_lines is None:
-      num_lines = bucket_for(int(sizes_Nx4[:, 0].max()), self.shape.line_buckets)
+      num_lines = bucket_for(int(sizes_NxC[:, 0].max()), self.shape.line_buckets)
+    # Past a configured width the batch itself reports the text that does not fit.
+    shrink = lambda width, need, multiple: min(width, _round_up(int(need), multiple))
+    need_C = sizes_NxC.max(axis=0)
     widths = self.shape.widths
     if self.shape.token_multiple:
-      # Past a configured width the batch itself reports the text that does not fit.
-      widths = tuple(min(width, _round_up(int(need), self.shape.token_multiple))
-                     for width, need in zip(widths, sizes_Nx4[:, 1:].max(axis=0)))
+      widths = tuple(shrink(width, need, self.shape.token_multiple)
+                     for width, need in zip(widths, need_C[1:4]))
+    sequence = self.shape.sequence_tokens
+    if sequence and self.shape.sequence_multiple:
+      sequence = shrink(sequence, need_C[4], self.shape.sequence_multiple)
     packed = 0
     if self.shape.pack_lines:
-      if len(sizes_Nx4) % shards:
-        raise ValueError(f"A batch of {len(sizes_Nx4)} examples does not split into {shards} "
+      if len(sizes_NxC) % shards:
+        raise ValueError(f"A batch of {len(sizes_NxC)} examples does not split into {shards} "
                          "equal parts for packing; make the batch a multiple of the devices")
-      packed = packed_bucket(int(sizes_Nx4[:, 0].reshape(shards, -1).sum(axis=1).max()))
-    return Layout(num_lines, *widths, packed)
+      packed = packed_bucket(int(sizes_NxC[:, 0].reshape(shards, -1).sum(axis=1).max()))
+    return Layout(num_lines, *widths, packed, sequence)
 
   def __call__(self, examples: Sequence[Example], layout: Layout | None = None,
                example_weight_B: np.ndarray | None = None, shards: int = 1) -> Batch:
@@ -355,8 +378,8 @@ class Batcher:
       raise ValueError("Cannot build a batch from no examples")
     encoded = self._encode(examples)
     if layout is None:
-      layout = self.layout(encoded.sizes() if self.shape.token_multiple else
-                           self.fixed_sizes(encoded.lines_N), shards)
+      layout = self.layout(self.fixed_sizes(encoded.lines_N) if self.fixed_widths else
+                           encoded.sizes(), shards)
     batch_size = len(examples)
     num_lines = layout.lines
     lines_per_example = encoded.lines_N
@@ -412,12 +435,9 @@ class Batcher:
     if layout.packed_lines:
       batch["line_rows_SxM"] = _packed_rows(np.flatnonzero(line_mask_BxE.reshape(-1)),
                                             batch_size * num_lines, shards, layout.packed_lines)
-    if self.shape.sequence_tokens:
-      prompts, answers = zip(*(split_at_space(dec, context_prompt(ex), ex.answer)
-                               for ex in examples))
+    if layout.sequence_tokens:
       batch["sequence_BxL"], batch["sequence_mask_BxL"], batch["sequence_prompt_len_B"] = (
-          self._answers(dec, examples, dec.encode_ragged(list(prompts)),
-                        dec.encode_ragged(list(answers)), self.shape.sequence_tokens,
+          self._answers(dec, examples, *encoded.sequence, layout.sequence_tokens,
                         "sequence_tokens"))
     return batch
 
@@ -499,17 +519,22 @@ class _Encoded:
   query: tuple[np.ndarray, np.ndarray]  # questions, encoder ids
   prompt: tuple[np.ndarray, np.ndarray]  # answer-sequence prompts, decoder ids
   answer: tuple[np.ndarray, np.ndarray]  # answers, decoder ids
+  # The baseline's (context_prompt, answer) halves, decoder ids (None: no sequence_BxL).
+  sequence: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None
 
   def sizes(self) -> np.ndarray:
-    """Batcher.sizes: lines, and the longest line, question and answer sequence, BOS and EOS
-    included."""
+    """Batcher.sizes: lines, and the longest line, question, answer sequence and baseline
+    sequence, BOS and EOS included."""
     owner = np.repeat(np.arange(len(self.lines_N)), self.lines_N)
     longest_N = np.zeros(len(self.lines_N), np.int64)
     for ragged in (self.context, self.recon):
       if ragged is not None:
         np.maximum.at(longest_N, owner, ragged[1])
     answer_N = self.prompt[1] + self.answer[1]
-    return np.stack([self.lines_N, longest_N + 2, self.query[1] + 2, answer_N + 2], axis=1)
+    sequence_N = (self.sequence[0][1] + self.sequence[1][1] + 2 if self.sequence
+                  else np.zeros_like(answer_N))
+    return np.stack([self.lines_N, longest_N + 2, self.query[1] + 2, answer_N + 2, sequence_N],
+                    axis=1)
 
 
 def split_at_space(tok: tokenizers_lib.Tokenizer, question: str, answer: str) -> tuple[str, str]:

@@ -37,30 +37,31 @@ def read_examples(source: Source, indices: np.ndarray) -> list[Example]:
 
 
 def example_sizes(source: Source, batcher: batching.Batcher, chunk: int = 4096) -> np.ndarray:
-  """`batcher.sizes` of every example (N x 4). Line counts alone are in TFDS metadata; token
-  widths (`token_multiple`) need one pass over the source, `chunk` examples at a time."""
+  """`batcher.sizes` of every example (N x C, C: SIZE_COLUMNS). Line counts alone are in TFDS
+  metadata; token widths (`token_multiple`, `sequence_multiple`) need one pass over the source,
+  `chunk` examples at a time."""
   stored = getattr(source, "num_lines_N", None)
-  if stored is not None and not batcher.shape.token_multiple:
-    sizes_Nx4 = batcher.fixed_sizes(stored)
+  if stored is not None and batcher.fixed_widths:
+    sizes_NxC = batcher.fixed_sizes(stored)
   else:
     parts = [batcher.sizes(read_examples(source, np.arange(start, min(start + chunk, len(source)))))
              for start in range(0, len(source), chunk)]
-    sizes_Nx4 = (np.concatenate(parts) if parts
+    sizes_NxC = (np.concatenate(parts) if parts
                  else np.zeros((0, len(batching.SIZE_COLUMNS)), np.int64))
-  _check_lines(source, sizes_Nx4, batcher.shape.line_buckets[-1])
-  return sizes_Nx4
+  _check_lines(source, sizes_NxC, batcher.shape.line_buckets[-1])
+  return sizes_NxC
 
 
-def _check_lines(source: Source, sizes_Nx4: np.ndarray, max_lines: int) -> None:
+def _check_lines(source: Source, sizes_NxC: np.ndarray, max_lines: int) -> None:
   """An example longer than the largest line bucket is an error before the first step, rather
   than when (hours in) its batch comes up."""
-  over = np.flatnonzero(sizes_Nx4[:, 0] > max_lines)
+  over = np.flatnonzero(sizes_NxC[:, 0] > max_lines)
   if over.size:
-    worst = int(over[sizes_Nx4[over, 0].argmax()])
+    worst = int(over[sizes_NxC[over, 0].argmax()])
     raise ValueError(
         f"{over.size} of {len(source)} examples have more than {max_lines} lines (the largest "
         f"line bucket, data.max_lines), the longest being example "
-        f"{batching.example_name(source[worst])} at index {worst} with {sizes_Nx4[worst, 0]} "
+        f"{batching.example_name(source[worst])} at index {worst} with {sizes_NxC[worst, 0]} "
         "lines; raise data.max_lines or shorten those contexts")
 
 
@@ -96,7 +97,7 @@ class _Stream:
     self.global_batch = global_batch
     self.seed = seed
     self._shuffle = shuffle
-    self._sizes_Nx4 = example_sizes(source, batcher)
+    self._sizes_NxC = example_sizes(source, batcher)
     self._shards = shards  # this host's parts of a batch (devices) for packed lines
     self._global_shards = shards * process_count
     self._permutations: dict[int, np.ndarray] = {}
@@ -125,7 +126,7 @@ class _Stream:
 
   def __call__(self, step: int) -> batching.Batch:
     global_indices, mine = self.indices(step)
-    layout = self.batcher.layout(self._sizes_Nx4[global_indices], self._global_shards)
+    layout = self.batcher.layout(self._sizes_NxC[global_indices], self._global_shards)
     examples = read_examples(self.source, mine)
     build = self.batcher.ragged if self.ragged else self.batcher
     return build(examples, layout, shards=self._shards)
@@ -296,11 +297,11 @@ def eval_batches(source: Source, batcher: batching.Batcher, global_batch: int, *
   n = len(source)
   if n == 0:
     return
-  sizes_Nx4 = example_sizes(source, batcher)
+  sizes_NxC = example_sizes(source, batcher)
   for first in range(0, n, global_batch):
     # Past the end every host reads example 0 (weight 0), so the layout counts it there too.
     global_positions = first + np.arange(global_batch)
-    layout = batcher.layout(sizes_Nx4[np.where(global_positions < n, global_positions, 0)],
+    layout = batcher.layout(sizes_NxC[np.where(global_positions < n, global_positions, 0)],
                             shards * process_count)
     positions = global_positions[start:start + size]
     real = positions < n
