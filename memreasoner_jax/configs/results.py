@@ -147,7 +147,7 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
                  "train_bonus", "lookalikes"), ("qa1",)),
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "reseed2", "train_bonus", "lookalikes"), ("qa1",)))
+                 "reseed2", "train_bonus"), ("qa1",)))
 
 
 @dataclasses.dataclass(frozen=True)
