@@ -100,3 +100,13 @@ def test_missing_sequence_and_short_table_are_clear_errors(setup):
     cfg = config.model.copy_and_resolve_references()
     cfg.kind = "transformer"
     models.build(cfg)
+
+
+@pytest.mark.parametrize("task", ["qa1", "qa2", "vt1", "vt2"])
+def test_baseline_sequence_holds_every_training_and_held_out_story(task):
+  data = babi.get_config(f"{task},tiny,baseline").data
+  batcher = input_lib.make_batcher(data)
+  column = batching.SIZE_COLUMNS.index("sequence_tokens")
+  for split, seed in (("train", data.train_seed), ("test", data.eval_seed)):
+    examples = registry.generate(task, split, data.eval_examples, seed)
+    assert batcher.sizes(examples)[:, column].max() <= data.sequence_tokens, (task, split)
