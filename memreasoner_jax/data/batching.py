@@ -323,8 +323,9 @@ class Batcher:
     prompts, answers = zip(*(split_at_space(dec, ex.question, ex.answer) for ex in examples))
     sequence = None
     if self.shape.sequence_tokens:
-      halves = [split_at_space(dec, context_prompt(ex), ex.answer) for ex in examples]
-      sequence = tuple(dec.encode_ragged([half[i] for half in halves]) for i in (0, 1))
+      contexts, endings = zip(*(split_at_space(dec, context_prompt(ex), ex.answer)
+                                for ex in examples))
+      sequence = (dec.encode_ragged(list(contexts)), dec.encode_ragged(list(endings)))
     return _Encoded(
         lines_N=np.array([len(ex.context) for ex in examples], np.int64),
         context=enc.encode_ragged(all_lines),
