@@ -84,6 +84,11 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "sharp": {"loss.sf_temperature": 0.05},
           "train_bonus": {"model.memory.eval_recency": False},
           "lookalikes": {"data.lookalike_fraction": 0.25}}
+# Levers of evaluation alone: a row with one shares the run of the row without it (no second
+# training) and evaluates another of its checkpoints. best_check: the kept checkpoint with the
+# best held-out check (the run's own evaluation during training, seed 1), not the last; on trial
+# books the best qa1 rows peak at step 200 of 600 (BUILD_NOTES.md).
+EVAL_LEVERS = {"best_check": "best"}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
@@ -147,7 +152,17 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
                  "train_bonus", "lookalikes"), ("qa1",)),
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "reseed2", "train_bonus"), ("qa1",)))
+                 "reseed2", "train_bonus"), ("qa1",)),
+               (("best_check",), ("qa1",)),
+               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
+                 "train_bonus", "best_check"), ("qa1",)),
+               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
+                 "reseed", "train_bonus", "best_check"), ("qa1",)),
+               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
+                 "reseed2", "train_bonus", "best_check"), ("qa1",)),
+               (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
+                 "order", "question_read", "before_read", "steps2x", "latest", "alike",
+                 "foreign_first", "best_check"), ("qa2",)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +174,12 @@ class Row:
   arg: str  # configs/babi.py argument
   overrides: dict[str, object]  # --config.KEY=VALUE of the run
   lever: str = ""  # the LEVERS options the row adds, " + "-joined ("" for none)
+  run: str = ""  # run folder, when the row shares another row's run ("": its own, `name`)
+  checkpoint: str = "last"  # which kept checkpoint is evaluated: "last" or "best" (EVAL_LEVERS)
+
+  @property
+  def run_name(self) -> str:
+    return self.run or self.name
 
   @property
   def model_label(self) -> str:
@@ -183,13 +204,17 @@ def get_rows(arg: str = "tiny") -> list[Row]:
                       f"{task},{preset},long{smoke}",
                       {**_MEMREASONER, "data.sf_fraction": sf}))
   for levers, tasks in _LEVER_ROWS:
-    options = {key: value for lever in levers for key, value in LEVERS[lever].items()}
+    trained = [lever for lever in levers if lever not in EVAL_LEVERS]
+    options = {key: value for lever in trained for key, value in LEVERS[lever].items()}
+    checkpoint = next((EVAL_LEVERS[lever] for lever in levers if lever in EVAL_LEVERS), "last")
     for task in tasks:
       for supervision in ("paper", "all"):
         sf = SUPERVISION["paper"][task] if supervision == "paper" else SUPERVISION["all"]
-        rows.append(Row(f"{task}-memreasoner-{supervision}-{'-'.join(levers)}", task,
-                        "memreasoner", supervision, f"{task},{preset},long{smoke}",
-                        {**_MEMREASONER, "data.sf_fraction": sf, **options}, " + ".join(levers)))
+        run = "-".join([f"{task}-memreasoner-{supervision}", *trained])
+        name = "-".join([f"{task}-memreasoner-{supervision}", *levers])
+        rows.append(Row(name, task, "memreasoner", supervision, f"{task},{preset},long{smoke}",
+                        {**_MEMREASONER, "data.sf_fraction": sf, **options}, " + ".join(levers),
+                        run="" if run == name else run, checkpoint=checkpoint))
   # vt1 with one labelled example in a hundred (the paper's 2-hop fraction): its paper setting,
   # none, collapses once every context over one chunk has two full chunks (BUILD_NOTES.md).
   copy_content = {**LEVERS["copy"], **LEVERS["content"]}
@@ -200,6 +225,11 @@ def get_rows(arg: str = "tiny") -> list[Row]:
   for task in ("qa1", "qa2"):
     rows.append(Row(f"{task}-baseline", task, "baseline", "none",
                     f"{task},{preset},baseline{smoke}", {}))
+  by_name = {row.name: row for row in rows}
   for row in rows:  # the arguments are checked now, before any run starts
     babi.get_config(row.arg)
+    owner = by_name.get(row.run_name)
+    if owner is None or (owner.arg, owner.overrides) != (row.arg, row.overrides):
+      raise ValueError(f"row {row.name} shares run {row.run_name}, which no row with the "
+                       "same training trains")
   return rows

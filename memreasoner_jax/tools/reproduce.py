@@ -5,7 +5,8 @@ checkpoint across context lengths and splits on held-out books.
       --test_books=/data/books/melville-moby_dick.txt,/data/books/austen-emma.txt
 
 Steps, each resumable: (1) every row's training run, one after another, in OUT/runs/<row>
-(a finished run is not started again; an interrupted one resumes from its checkpoint);
+(a finished run is not started again; an interrupted one resumes from its checkpoint; a row
+with an evaluation lever, `best_check`, shares the run of the row without it);
 (2) every row's evaluation grid on each test book, in OUT/eval/<row>/<book>/ (eval_grid's cell
 cache: finished cells are never recomputed); (3) the table OUT/results.md, OUT/results.json,
 OUT/results.csv and the heatmap OUT/results.png. With --only, the rows left out keep their cells
@@ -33,6 +34,7 @@ from absl import logging
 
 from memreasoner_jax import checkpointing
 from memreasoner_jax import eval_grid
+from memreasoner_jax import evaluate as evaluate_lib
 from memreasoner_jax import inference
 from memreasoner_jax.configs import babi
 from memreasoner_jax.configs import results as results_config
@@ -130,9 +132,19 @@ def _fits(row: results_config.Row, length: str) -> bool:
   return chars <= _config(row).data.sequence_tokens  # byte tokens: one per character
 
 
+def checkpoint_path(row: results_config.Row, workdir: str) -> str:
+  """What the row evaluates: the run's newest checkpoint, or (`best_check`) the kept step whose
+  held-out check scored best."""
+  if row.checkpoint == "last":
+    return workdir
+  metric = f"eval/{row.task}/{evaluate_lib.metric_names(row.task)[1]}"
+  directory, _ = checkpointing.checkpoint_steps(workdir)
+  return os.path.join(directory, str(checkpointing.best_step(workdir, metric)))
+
+
 def evaluate(plan: Plan, row: results_config.Row, workdir: str, out: str) -> list[dict[str, Any]]:
   """The row's cells on every test book (vt on RULER's noise), pooled over books."""
-  reasoner = inference.load(workdir)
+  reasoner = inference.load(checkpoint_path(row, workdir))
   fitting = [l for l in plan.lengths if _fits(row, l)]
   sources = ["noise"] if row.task.startswith("vt") else plan.test_books
   cells: dict[str, list[dict[str, Any]]] = {}
@@ -256,7 +268,7 @@ def reproduce(plan: Plan, out: str, train_runs: bool = True) -> list[dict[str, A
       timings = json.load(f)
   cells = []
   for row in plan.rows:
-    workdir = os.path.join(out, "runs", row.name)
+    workdir = os.path.join(out, "runs", row.run_name)
     if not train_runs:
       try:
         checkpointing.checkpoint_steps(workdir)
@@ -264,11 +276,13 @@ def reproduce(plan: Plan, out: str, train_runs: bool = True) -> list[dict[str, A
         logging.warning("%s: no checkpoint in %s, left out of the table", row.name, workdir)
         continue
     elif seconds := train(row, workdir):
-      timings[f"train/{row.name}"] = seconds
+      timings[f"train/{row.run_name}"] = seconds
       # A new run under an old name (its run folder deleted to train it again): the cells
-      # and evaluation time of the checkpoint it replaces do not carry over.
-      shutil.rmtree(os.path.join(out, "eval", row.name), ignore_errors=True)
-      timings.pop(f"eval/{row.name}", None)
+      # and evaluation time of the checkpoints it replaces do not carry over, for any row
+      # evaluating this run.
+      for sharing in (r for r in plan.rows if r.run_name == row.run_name):
+        shutil.rmtree(os.path.join(out, "eval", sharing.name), ignore_errors=True)
+        timings.pop(f"eval/{sharing.name}", None)
     started = time.time()
     cells += evaluate(plan, row, workdir, out)
     timings[f"eval/{row.name}"] = timings.get(f"eval/{row.name}", 0.0) + time.time() - started
