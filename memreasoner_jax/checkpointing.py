@@ -30,7 +30,6 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from memreasoner_jax import metric_writers
 from memreasoner_jax.data import tokenizers as tokenizers_lib
 
 ITEMS = ("state", "config", "metadata", "data")
@@ -334,26 +333,6 @@ def checkpoint_steps(path: str) -> tuple[str, list[int]]:
         "its checkpoints/ directory, one step directory checkpoints/<step> (under any name), or "
         "an exported checkpoint (each holds state/, config/ and metadata/)")
   return directory, steps
-
-
-def best_step(workdir: str, metric: str) -> int:
-  """The kept step of a training workdir whose held-out evaluation scored highest on `metric`
-  (a key of metrics.jsonl, higher is better); of equal scores the later step.
-
-  A run's last step is not always its best: a recipe can peak early on held-out data and drift
-  after, and every kept checkpoint is a candidate. A step with no recorded `metric` (or whose
-  checkpoint is gone) is not one; none left is a FileNotFoundError naming what was there.
-  """
-  directory, steps = checkpoint_steps(workdir)
-  path = os.path.join(workdir, "metrics.jsonl")
-  records = metric_writers.read_jsonl(path) if os.path.exists(path) else []
-  scores = {r["step"]: r[metric] for r in records if metric in r and r["step"] in steps}
-  if not scores:
-    raise FileNotFoundError(
-        f"No kept checkpoint of {workdir} has {metric!r} in {path}: checkpoints at steps "
-        f"{', '.join(map(str, sorted(steps)))} in {directory}, {metric!r} recorded at steps "
-        f"{', '.join(str(r['step']) for r in records if metric in r) or 'none'}")
-  return max(scores, key=lambda step: (scores[step], step))
 
 
 def _holds_items(path: str) -> bool:

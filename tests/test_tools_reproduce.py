@@ -9,13 +9,15 @@ import subprocess
 import sys
 
 import pytest
+from ml_collections import config_dict
 
 from memreasoner_jax.configs import results as results_config
 from memreasoner_jax.tasks import builtin_text
+from memreasoner_jax.tasks import rename
 from memreasoner_jax.tools import reproduce
 from tests import train_testing
 
-_ROWS = ["qa1-memreasoner-paper", "qa1-baseline"]
+_ROWS = ["qa1-memreasoner-paper", "qa1-memreasoner-paper-best_check", "qa1-baseline"]
 
 
 def _book(path) -> str:
@@ -62,6 +64,20 @@ def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path):
   # The memory model is evaluated everywhere; the baseline only where its context fits.
   assert by_row["qa1-memreasoner-paper"] == {(s, l) for s in plan.splits for l in plan.lengths}
   assert by_row["qa1-baseline"] == {(s, "0k") for s in plan.splits}
+  # The best_check row trains nothing of its own: it evaluates the paper row's run at the kept
+  # step whose held-out check was best.
+  assert sorted(os.listdir(os.path.join(out, "runs"))) == ["qa1-baseline",
+                                                           "qa1-memreasoner-paper"]
+  checks = {}
+  for path in glob.glob(os.path.join(out, "eval", "qa1-memreasoner-paper-best_check", "check-*",
+                                     "cells.json")):
+    with open(path, encoding="utf-8") as f:
+      scores = [c["accuracy"] for c in json.load(f)["cells"].values()]
+    checks[int(path.split(os.sep)[-2].removeprefix("check-"))] = sum(scores) / len(scores)
+  assert sorted(checks) == [10, 20]  # every kept step of the smoke run
+  best = max(checks, key=lambda step: (checks[step], step))
+  assert {c["step"] for c in cells if c["row"] == "qa1-memreasoner-paper-best_check"} == {best}
+  assert by_row["qa1-memreasoner-paper-best_check"] == by_row["qa1-memreasoner-paper"]
   table = open(os.path.join(out, "results.md"), encoding="utf-8").read()
   assert "n/f" in table and "| memreasoner | qa1 | paper | 20 | renamed |" in table
   assert table in printed
@@ -70,7 +86,7 @@ def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path):
   # rewrites its grid's cells.json).
   saved = glob.glob(os.path.join(out, "runs", "*", "checkpoints")) + glob.glob(
       os.path.join(out, "eval", "*", "*", "cells.json"))
-  assert len(saved) == 4, saved
+  assert len(saved) == 7, saved  # 2 runs, 3 rows' cells, 2 held-out checks
   stamps = {path: os.path.getmtime(path) for path in saved}
   _reproduce(book, out)
   assert stamps == {path: os.path.getmtime(path) for path in saved}
@@ -148,3 +164,47 @@ def test_lever_rows_add_their_option_to_the_row_without_it():
   one, paper = rows["vt1-memreasoner-1pct-copy-content"], rows["vt1-memreasoner-paper-copy-content"]
   assert one.overrides == {**paper.overrides, "data.sf_fraction": 0.01} and one.arg == paper.arg
   assert one.label == "memreasoner + copy + content vt1 (1% supervision)"
+
+
+class _FakeReasoner:
+  """Answers a split right, or not, as told: stands in for one kept step."""
+
+  def __init__(self, right: set[str]):
+    self.config = config_dict.ConfigDict({"data": {"eval_length": "1k", "eval_seed": 1}})
+    self.right = right
+
+  def answer_examples(self, examples):
+    renamed = {e.answer for e in examples} - set(rename.answer_labels("qa1"))
+    split = "renamed" if renamed else "standard"
+    return [e.answer if split in self.right else "nowhere" for e in examples]
+
+
+def test_best_check_takes_the_kept_step_best_on_both_splits(tmp_path, monkeypatch):
+  workdir = tmp_path / "runs" / "qa1-memreasoner-paper"
+  steps = {200: {"standard"}, 400: {"standard", "renamed"}, 600: {"renamed"}}
+  for step in steps:
+    os.makedirs(workdir / "checkpoints" / str(step))
+  monkeypatch.setattr(reproduce, "SELECT_NUM", 20)
+  monkeypatch.setattr(reproduce.inference, "load",
+                      lambda path: _FakeReasoner(steps[int(os.path.basename(path))]))
+  rows = {r.name: r for r in results_config.get_rows("tiny")}
+  row = rows["qa1-memreasoner-paper-best_check"]
+  chosen = reproduce.checkpoint_path(row, str(workdir), str(tmp_path))
+  assert chosen == str(workdir / "checkpoints" / "400")
+  steps[600] = {"standard", "renamed"}  # as good as step 400: the later step
+  shutil.rmtree(tmp_path / "eval")
+  assert reproduce.checkpoint_path(row, str(workdir), str(tmp_path)).endswith("600")
+  assert reproduce.checkpoint_path(rows["qa1-memreasoner-paper"], str(workdir),
+                                   str(tmp_path)) == str(workdir)
+
+
+def test_an_evaluation_lever_shares_the_run_of_the_row_without_it():
+  rows = {r.name: r for r in results_config.get_rows("tiny")}
+  best = [r for r in rows.values() if r.checkpoint == "best"]
+  assert best and all(r.name.endswith("-best_check") for r in best)
+  for row in best:
+    owner = rows[row.run_name]
+    assert row.run_name == row.name.removesuffix("-best_check") and owner.checkpoint == "last"
+    assert (row.arg, row.overrides, row.task) == (owner.arg, owner.overrides, owner.task)
+    assert row.lever == " + ".join(filter(None, [owner.lever, "best_check"]))
+  assert rows["qa1-memreasoner-paper"].run_name == "qa1-memreasoner-paper"

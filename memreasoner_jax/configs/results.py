@@ -86,8 +86,9 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "lookalikes": {"data.lookalike_fraction": 0.25}}
 # Levers of evaluation alone: a row with one shares the run of the row without it (no second
 # training) and evaluates another of its checkpoints. best_check: the kept checkpoint with the
-# best held-out check (the run's own evaluation during training, seed 1), not the last; on trial
-# books the best qa1 rows peak at step 200 of 600 (BUILD_NOTES.md).
+# best held-out check on both splits (generated stories in the built-in test text, seed 1; no
+# test book), not the last; the best qa1 rows' checks peak at step 200 of 600 on some seeds
+# (BUILD_NOTES.md).
 EVAL_LEVERS = {"best_check": "best"}
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),

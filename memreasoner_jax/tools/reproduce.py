@@ -34,7 +34,6 @@ from absl import logging
 
 from memreasoner_jax import checkpointing
 from memreasoner_jax import eval_grid
-from memreasoner_jax import evaluate as evaluate_lib
 from memreasoner_jax import inference
 from memreasoner_jax.configs import babi
 from memreasoner_jax.configs import results as results_config
@@ -42,6 +41,7 @@ from memreasoner_jax.tasks import distractors
 from memreasoner_jax.tasks import lengths as lengths_lib
 
 _LONG_LENGTHS = ("64k", "128k")  # cells that may use fewer questions (--num_long)
+SELECT_NUM = 500  # held-out questions a split on which `best_check` compares kept steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,19 +132,39 @@ def _fits(row: results_config.Row, length: str) -> bool:
   return chars <= _config(row).data.sequence_tokens  # byte tokens: one per character
 
 
-def checkpoint_path(row: results_config.Row, workdir: str) -> str:
+def checkpoint_path(row: results_config.Row, workdir: str, out: str) -> str:
   """What the row evaluates: the run's newest checkpoint, or (`best_check`) the kept step whose
-  held-out check scored best."""
+  held-out check scores best, both splits averaged (ties: the later step).
+
+  The check is the run's own held-out split (generated stories at data.eval_length in the
+  task's built-in filler, seed data.eval_seed; no test book), `SELECT_NUM` questions a split,
+  each kept step's cells cached in OUT/eval/<row>/check-<step>. The renamed split is in it
+  because training's own evaluation asks the standard one only, and a step can answer those
+  well while it still misspells names it never saw.
+  """
   if row.checkpoint == "last":
     return workdir
-  metric = f"eval/{row.task}/{evaluate_lib.metric_names(row.task)[1]}"
-  directory, _ = checkpointing.checkpoint_steps(workdir)
-  return os.path.join(directory, str(checkpointing.best_step(workdir, metric)))
+  directory, steps = checkpointing.checkpoint_steps(workdir)
+  scores = {}
+  for step in steps:
+    reasoner = inference.load(os.path.join(directory, str(step)))
+    data = reasoner.config.data
+    cells = eval_grid.run(reasoner.answer_examples, os.path.join(out, "eval", row.name,
+                                                                 f"check-{step}"),
+                          eval_grid.grid([row.task], [data.eval_length], eval_grid.SPLITS),
+                          num=SELECT_NUM, seed=data.eval_seed,
+                          model_id=f"{row.run_name}/{step}", progress=False)
+    scores[step] = sum(cell["accuracy"] for cell in cells) / len(cells)
+  best = max(scores, key=lambda step: (scores[step], step))
+  logging.info("%s: held-out check by step %s: step %d", row.name, scores, best)
+  return os.path.join(directory, str(best))
 
 
 def evaluate(plan: Plan, row: results_config.Row, workdir: str, out: str) -> list[dict[str, Any]]:
   """The row's cells on every test book (vt on RULER's noise), pooled over books."""
-  reasoner = inference.load(checkpoint_path(row, workdir))
+  reasoner = inference.load(checkpoint_path(row, workdir, out))
+  # A chosen step is part of what the cells measure: cells of another step are refused.
+  model_id = row.name if row.checkpoint == "last" else f"{row.name}/{reasoner.step}"
   fitting = [l for l in plan.lengths if _fits(row, l)]
   sources = ["noise"] if row.task.startswith("vt") else plan.test_books
   cells: dict[str, list[dict[str, Any]]] = {}
@@ -157,7 +177,7 @@ def evaluate(plan: Plan, row: results_config.Row, workdir: str, out: str) -> lis
       group_dir = os.path.join(out, "eval", row.name, f"{source_name}-n{num}")
       for cell in eval_grid.run(reasoner.answer_examples, group_dir,
                                 eval_grid.grid([row.task], group, plan.splits), num=num,
-                                seed=plan.seed, distractors=source, model_id=row.name,
+                                seed=plan.seed, distractors=source, model_id=model_id,
                                 progress=False):
         cells.setdefault(f"{cell['split']}/{cell['length']}", []).append(cell)
   pooled = []
