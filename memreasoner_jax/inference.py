@@ -319,6 +319,30 @@ def load(path: str, devices: Sequence[jax.Device] | None = None) -> Reasoner:
                   training_text=restored.metadata.get("training_text"))
 
 
+def load_average(paths: Sequence[str], devices: Sequence[jax.Device] | None = None) -> Reasoner:
+  """A Reasoner whose parameters are the mean of several checkpoints of one model (e.g. the kept
+  steps of a run: `paths` are step directories, or anything `load` reads).
+
+  Steps of one run lie close in weight space, and their mean can answer better than any of them
+  (weight averaging). The config, tokenizers and step are the newest checkpoint's. Checkpoints
+  of different parameter shapes are an error naming the first that differs.
+  """
+  if not paths:
+    raise ValueError("load_average needs at least one checkpoint")
+  mesh = replicated_mesh(devices or jax.local_devices())
+  restored = [checkpointing.restore_params(p, functools.partial(abstract_params, mesh=mesh))
+              for p in paths]
+  shapes = [jax.tree.map(np.shape, r.params) for r in restored]
+  for path, shape in zip(paths, shapes):
+    if shape != shapes[0]:
+      raise ValueError(f"{path} holds parameters of other shapes than {paths[0]}: checkpoints "
+                       "of one model only can be averaged")
+  params = jax.tree.map(lambda *arrays: sum(arrays) / len(arrays), *(r.params for r in restored))
+  newest = max(restored, key=lambda r: r.step)
+  return Reasoner(params, newest.config, mesh, step=newest.step, directory=newest.directory,
+                  training_text=newest.metadata.get("training_text"))
+
+
 def replicated_mesh(devices: Sequence[jax.Device]) -> jax.sharding.Mesh:
   """A data-parallel mesh over `devices`: parameters replicated, batches split."""
   return sharding_lib.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}), devices)

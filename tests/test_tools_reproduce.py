@@ -189,22 +189,20 @@ def test_best_check_takes_the_kept_step_best_on_both_splits(tmp_path, monkeypatc
                       lambda path: _FakeReasoner(steps[int(os.path.basename(path))]))
   rows = {r.name: r for r in results_config.get_rows("tiny")}
   row = rows["qa1-memreasoner-paper-best_check"]
-  chosen = reproduce.checkpoint_path(row, str(workdir), str(tmp_path))
-  assert chosen == str(workdir / "checkpoints" / "400")
+  assert reproduce.best_step(row, str(workdir), str(tmp_path)) == 400
   steps[600] = {"standard", "renamed"}  # as good as step 400: the later step
   shutil.rmtree(tmp_path / "eval")
-  assert reproduce.checkpoint_path(row, str(workdir), str(tmp_path)).endswith("600")
-  assert reproduce.checkpoint_path(rows["qa1-memreasoner-paper"], str(workdir),
-                                   str(tmp_path)) == str(workdir)
+  assert reproduce.best_step(row, str(workdir), str(tmp_path)) == 600
 
 
 def test_an_evaluation_lever_shares_the_run_of_the_row_without_it():
   rows = {r.name: r for r in results_config.get_rows("tiny")}
-  best = [r for r in rows.values() if r.checkpoint == "best"]
-  assert best and all(r.name.endswith("-best_check") for r in best)
-  for row in best:
-    owner = rows[row.run_name]
-    assert row.run_name == row.name.removesuffix("-best_check") and owner.checkpoint == "last"
-    assert (row.arg, row.overrides, row.task) == (owner.arg, owner.overrides, owner.task)
-    assert row.lever == " + ".join(filter(None, [owner.lever, "best_check"]))
+  for lever, checkpoint in results_config.EVAL_LEVERS.items():
+    sharing = [r for r in rows.values() if r.checkpoint == checkpoint]
+    assert sharing and all(r.name.endswith(f"-{lever}") for r in sharing)
+    for row in sharing:
+      owner = rows[row.run_name]
+      assert row.run_name == row.name.removesuffix(f"-{lever}") and owner.checkpoint == "last"
+      assert (row.arg, row.overrides, row.task) == (owner.arg, owner.overrides, owner.task)
+      assert row.lever == " + ".join(filter(None, [owner.lever, lever]))
   assert rows["qa1-memreasoner-paper"].run_name == "qa1-memreasoner-paper"

@@ -132,18 +132,15 @@ def _fits(row: results_config.Row, length: str) -> bool:
   return chars <= _config(row).data.sequence_tokens  # byte tokens: one per character
 
 
-def checkpoint_path(row: results_config.Row, workdir: str, out: str) -> str:
-  """What the row evaluates: the run's newest checkpoint, or (`best_check`) the kept step whose
-  held-out check scores best, both splits averaged (ties: the later step).
+def best_step(row: results_config.Row, workdir: str, out: str) -> int:
+  """The kept step whose held-out check scores best, both splits averaged (ties: the later).
 
-  The check is the run's own held-out split (generated stories at data.eval_length in the
-  task's built-in filler, seed data.eval_seed; no test book), `SELECT_NUM` questions a split,
-  each kept step's cells cached in OUT/eval/<row>/check-<step>. The renamed split is in it
-  because training's own evaluation asks the standard one only, and a step can answer those
-  well while it still misspells names it never saw.
+  The check is the run's own held-out data (generated stories at data.eval_length in the task's
+  built-in filler, seed data.eval_seed; no test book), `SELECT_NUM` questions a split, each kept
+  step's cells cached in OUT/eval/<row>/check-<step>. The renamed split is in it because
+  training's own evaluation asks the standard one only, and a step can answer those well while
+  it still misspells names it never saw.
   """
-  if row.checkpoint == "last":
-    return workdir
   directory, steps = checkpointing.checkpoint_steps(workdir)
   scores = {}
   for step in steps:
@@ -157,14 +154,27 @@ def checkpoint_path(row: results_config.Row, workdir: str, out: str) -> str:
     scores[step] = sum(cell["accuracy"] for cell in cells) / len(cells)
   best = max(scores, key=lambda step: (scores[step], step))
   logging.info("%s: held-out check by step %s: step %d", row.name, scores, best)
-  return os.path.join(directory, str(best))
+  return best
+
+
+def load(row: results_config.Row, workdir: str, out: str) -> tuple[inference.Reasoner, str]:
+  """What the row evaluates, and its name in the cells' cache: the run's newest checkpoint;
+  (`best_check`) the kept step whose held-out check is best; (`average`) the mean parameters of
+  the kept steps. A step chosen or averaged is part of the name, so cells of other steps are
+  refused, not reused."""
+  if row.checkpoint == "last":
+    return inference.load(workdir), row.name
+  directory, steps = checkpointing.checkpoint_steps(workdir)
+  if row.checkpoint == "best":
+    step = best_step(row, workdir, out)
+    return inference.load(os.path.join(directory, str(step))), f"{row.name}/{step}"
+  reasoner = inference.load_average([os.path.join(directory, str(s)) for s in sorted(steps)])
+  return reasoner, f"{row.name}/mean-{'-'.join(map(str, sorted(steps)))}"
 
 
 def evaluate(plan: Plan, row: results_config.Row, workdir: str, out: str) -> list[dict[str, Any]]:
   """The row's cells on every test book (vt on RULER's noise), pooled over books."""
-  reasoner = inference.load(checkpoint_path(row, workdir, out))
-  # A chosen step is part of what the cells measure: cells of another step are refused.
-  model_id = row.name if row.checkpoint == "last" else f"{row.name}/{reasoner.step}"
+  reasoner, model_id = load(row, workdir, out)
   fitting = [l for l in plan.lengths if _fits(row, l)]
   sources = ["noise"] if row.task.startswith("vt") else plan.test_books
   cells: dict[str, list[dict[str, Any]]] = {}
