@@ -2,6 +2,7 @@
 training process's own evaluation did; bad paths, partial and corrupt checkpoints; steps copied
 out, zipped and exported."""
 
+import functools
 import json
 import logging
 import os
@@ -9,12 +10,16 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import ml_collections
+import numpy as np
 import pytest
 
 import memreasoner_jax
 from memreasoner_jax import checkpointing
 from memreasoner_jax import export
+from memreasoner_jax import inference
+from memreasoner_jax.data import tokenizers as tokenizers_lib
 
 _FRESH_PROCESS = """
 import json, sys
@@ -176,3 +181,31 @@ def test_an_export_carries_its_tokenizer_files_by_relative_paths(tmp_path):
                     (str(tmp_path / "gpt2.json"), "tokenizers/decoder_tokenizer/gpt2.json")]
   assert export.bundle_tokenizers(ml_collections.ConfigDict(
       {"data": {"encoder_tokenizer": "byte", "decoder_tokenizer": ""}}))[1] == []
+
+
+def test_an_average_of_checkpoints_holds_their_mean_parameters(qa1_checkpoint, tmp_path):
+  step_dir = os.path.join(qa1_checkpoint.workdir, "checkpoints", "240")
+  restored = checkpointing.restore_params(step_dir, functools.partial(
+      inference.abstract_params, mesh=inference.replicated_mesh(jax.local_devices())))
+  tripled = jax.tree.map(lambda x: 3 * x, restored.params)
+  checkpointing.save_params(str(tmp_path / "tripled"), tripled, 300, restored.config,
+                            restored.metadata)
+  averaged = inference.load_average([step_dir, str(tmp_path / "tripled")])
+  assert averaged.step == 300
+  for mean, one in zip(jax.tree.leaves(averaged._params), jax.tree.leaves(restored.params)):
+    np.testing.assert_allclose(np.asarray(mean), 2 * np.asarray(one), rtol=1e-6, atol=1e-6)
+  alone = inference.load_average([step_dir])
+  assert _answers(alone) == _answers(memreasoner_jax.load(step_dir))
+
+  # A checkpoint of another model (latents of another width) cannot be averaged in.
+  config = restored.config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model.latent_size = restored.config.model.latent_size // 2
+  other = inference.abstract_params(config, inference.replicated_mesh(jax.local_devices()))
+  zeros = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), other)
+  tokenizers = {part: tokenizers_lib.from_spec(spec)
+                for part, spec in restored.metadata["tokenizers"].items()}
+  checkpointing.save_params(str(tmp_path / "narrow"), zeros, 10, config,
+                            checkpointing.model_metadata(config, other, tokenizers))
+  with pytest.raises(ValueError, match=r"narrow holds parameters of other shapes than .*240"):
+    inference.load_average([step_dir, str(tmp_path / "narrow")])
