@@ -13,8 +13,8 @@ import importlib
 
 # Public names resolved on first use, so `import memreasoner_jax` stays light.
 # `memreasoner_jax.memory` keeps the documented path of Larimar's memory functions.
-_LAZY = {"load": "memreasoner_jax.inference", "Reasoner": "memreasoner_jax.inference",
-         "memory": "memreasoner_jax.models.memory"}
+_LAZY = {"load": "memreasoner_jax.inference", "load_average": "memreasoner_jax.inference",
+         "Reasoner": "memreasoner_jax.inference", "memory": "memreasoner_jax.models.memory"}
 
 
 def __getattr__(name: str):

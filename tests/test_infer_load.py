@@ -190,7 +190,7 @@ def test_an_average_of_checkpoints_holds_their_mean_parameters(qa1_checkpoint, t
   tripled = jax.tree.map(lambda x: 3 * x, restored.params)
   checkpointing.save_params(str(tmp_path / "tripled"), tripled, 300, restored.config,
                             restored.metadata)
-  averaged = inference.load_average([step_dir, str(tmp_path / "tripled")])
+  averaged = memreasoner_jax.load_average([step_dir, str(tmp_path / "tripled")])
   assert averaged.step == 300
   for mean, one in zip(jax.tree.leaves(averaged._params), jax.tree.leaves(restored.params)):
     np.testing.assert_allclose(np.asarray(mean), 2 * np.asarray(one), rtol=1e-6, atol=1e-6)
