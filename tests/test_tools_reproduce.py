@@ -17,7 +17,8 @@ from memreasoner_jax.tasks import rename
 from memreasoner_jax.tools import reproduce
 from tests import train_testing
 
-_ROWS = ["qa1-memreasoner-paper", "qa1-memreasoner-paper-best_check", "qa1-baseline"]
+_ROWS = ["qa1-memreasoner-paper", "qa1-memreasoner-paper-best_check",
+         "qa1-memreasoner-paper-average", "qa1-baseline"]
 
 
 def _book(path) -> str:
@@ -78,6 +79,11 @@ def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path):
   best = max(checks, key=lambda step: (checks[step], step))
   assert {c["step"] for c in cells if c["row"] == "qa1-memreasoner-paper-best_check"} == {best}
   assert by_row["qa1-memreasoner-paper-best_check"] == by_row["qa1-memreasoner-paper"]
+  # The average row evaluates the mean of both kept steps, under the newest step's number.
+  with open(os.path.join(out, "eval", "qa1-memreasoner-paper-average", "held_out-n4",
+                         "cells.json"), encoding="utf-8") as f:
+    assert json.load(f)["settings"]["model"] == "qa1-memreasoner-paper-average/mean-10-20"
+  assert {c["step"] for c in cells if c["row"] == "qa1-memreasoner-paper-average"} == {20}
   table = open(os.path.join(out, "results.md"), encoding="utf-8").read()
   assert "n/f" in table and "| memreasoner | qa1 | paper | 20 | renamed |" in table
   assert table in printed
@@ -86,7 +92,7 @@ def test_reproduce_writes_table_figure_and_json_and_resumes(tmp_path):
   # rewrites its grid's cells.json).
   saved = glob.glob(os.path.join(out, "runs", "*", "checkpoints")) + glob.glob(
       os.path.join(out, "eval", "*", "*", "cells.json"))
-  assert len(saved) == 7, saved  # 2 runs, 3 rows' cells, 2 held-out checks
+  assert len(saved) == 8, saved  # 2 runs, 4 rows' cells, 2 held-out checks
   stamps = {path: os.path.getmtime(path) for path in saved}
   _reproduce(book, out)
   assert stamps == {path: os.path.getmtime(path) for path in saved}
