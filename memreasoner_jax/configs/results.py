@@ -170,7 +170,15 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
                  "reseed", "train_bonus", "average"), ("qa1",)),
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "reseed2", "train_bonus", "average"), ("qa1",)))
+                 "reseed2", "train_bonus", "average"), ("qa1",)),
+               (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
+                 "order", "question_read", "before_read", "steps2x", "latest", "alike",
+                 "foreign_first", "average"), ("qa2",)),
+               (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
+                 "order", "question_read", "before_read", "steps2x", "latest", "alike",
+                 "foreign_first", "reseed", "average"), ("qa2",)),
+               (("copy", "copy_written", "content", "answer_read", "pseudo_values", "skip_read",
+                 "average"), ("vt2",)))
 
 
 @dataclasses.dataclass(frozen=True)
