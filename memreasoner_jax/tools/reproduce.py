@@ -6,7 +6,7 @@ checkpoint across context lengths and splits on held-out books.
 
 Steps, each resumable: (1) every row's training run, one after another, in OUT/runs/<row>
 (a finished run is not started again; an interrupted one resumes from its checkpoint; a row
-with an evaluation lever, `best_check`, shares the run of the row without it);
+with an evaluation lever, `best_check` or `average`, shares the run of the row without it);
 (2) every row's evaluation grid on each test book, in OUT/eval/<row>/<book>/ (eval_grid's cell
 cache: finished cells are never recomputed); (3) the table OUT/results.md, OUT/results.json,
 OUT/results.csv and the heatmap OUT/results.png. With --only, the rows left out keep their cells
