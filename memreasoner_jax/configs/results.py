@@ -91,6 +91,22 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
 # (BUILD_NOTES.md). average: the mean of the kept checkpoints' parameters (steps 200, 400 and
 # 600 of a 600-step run), which on a trial book beat the last step in every cell, on two seeds.
 EVAL_LEVERS = {"best_check": "best", "average": "average"}
+# The best runs the evaluation levers choose a checkpoint of, or average: qa1 (three seeds),
+# qa2 (two) and vt2.
+_QA1_BEST = ("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign")
+_QA1_SEEDS = ((*_QA1_BEST, "train_bonus"), (*_QA1_BEST, "reseed", "train_bonus"),
+              (*_QA1_BEST, "reseed2", "train_bonus"))
+_QA2_BEST = ("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
+             "order", "question_read", "before_read", "steps2x", "latest", "alike",
+             "foreign_first")
+_EVAL_LEVER_ROWS = ((("best_check",), ("qa1",)), (("average",), ("qa1",)),
+                    *(((*levers, "best_check"), ("qa1",)) for levers in _QA1_SEEDS),
+                    ((*_QA2_BEST, "best_check"), ("qa2",)),
+                    *(((*levers, "average"), ("qa1",)) for levers in _QA1_SEEDS),
+                    ((*_QA2_BEST, "average"), ("qa2",)),
+                    ((*_QA2_BEST, "reseed", "average"), ("qa2",)),
+                    (("copy", "copy_written", "content", "answer_read", "pseudo_values",
+                      "skip_read", "average"), ("vt2",)))
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
@@ -155,30 +171,7 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                  "train_bonus", "lookalikes"), ("qa1",)),
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
                  "reseed2", "train_bonus"), ("qa1",)),
-               (("best_check",), ("qa1",)), (("average",), ("qa1",)),
-               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "train_bonus", "best_check"), ("qa1",)),
-               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "reseed", "train_bonus", "best_check"), ("qa1",)),
-               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "reseed2", "train_bonus", "best_check"), ("qa1",)),
-               (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
-                 "order", "question_read", "before_read", "steps2x", "latest", "alike",
-                 "foreign_first", "best_check"), ("qa2",)),
-               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "train_bonus", "average"), ("qa1",)),
-               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "reseed", "train_bonus", "average"), ("qa1",)),
-               (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
-                 "reseed2", "train_bonus", "average"), ("qa1",)),
-               (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
-                 "order", "question_read", "before_read", "steps2x", "latest", "alike",
-                 "foreign_first", "average"), ("qa2",)),
-               (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
-                 "order", "question_read", "before_read", "steps2x", "latest", "alike",
-                 "foreign_first", "reseed", "average"), ("qa2",)),
-               (("copy", "copy_written", "content", "answer_read", "pseudo_values", "skip_read",
-                 "average"), ("vt2",)))
+               *_EVAL_LEVER_ROWS)
 
 
 @dataclasses.dataclass(frozen=True)
