@@ -1,5 +1,6 @@
 """The results reproduction: plan checks, then train, evaluate and tabulate at smoke size."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -207,8 +208,44 @@ def test_an_evaluation_lever_shares_the_run_of_the_row_without_it():
     sharing = [r for r in rows.values() if r.checkpoint == checkpoint]
     assert sharing and all(r.name.endswith(f"-{lever}") for r in sharing)
     for row in sharing:
-      owner = rows[row.run_name]
-      assert row.run_name == row.name.removesuffix(f"-{lever}") and owner.checkpoint == "last"
+      assert row.run_name == row.name.removesuffix(f"-{lever}")
+      owner = rows.get(row.run_name)
+      if owner is None:  # no row evaluates the run's last step: this row trains it
+        continue
+      assert owner.checkpoint == "last"
       assert (row.arg, row.overrides, row.task) == (owner.arg, owner.overrides, owner.task)
       assert row.lever == " + ".join(filter(None, [owner.lever, lever]))
   assert rows["qa1-memreasoner-paper"].run_name == "qa1-memreasoner-paper"
+
+
+def test_a_run_without_a_row_of_its_own_is_trained_once_for_the_rows_sharing_it(
+    tmp_path, monkeypatch):
+  name = "qa1-memreasoner-paper-copy-copy_written-answer_read-order-latest-alike-foreign-" \
+         "train_bonus-dense"
+  rows = {r.name: r for r in results_config.get_rows("tiny")}
+  row = rows[f"{name}-average"]
+  assert name not in rows and row.run_name == name and row.checkpoint == "average"
+  # dense: a checkpoint every 100 steps, all six kept, for the mean of six steps.
+  config = reproduce._config(row)
+  assert (config.training.checkpoint_every, config.training.keep_checkpoints,
+          config.training.num_steps) == (100, 6, 600)
+  trained, evaluated = [], []
+  monkeypatch.setattr(reproduce, "train", lambda r, workdir: trained.append(workdir) or 1.0)
+  monkeypatch.setattr(reproduce, "evaluate",
+                      lambda plan, r, workdir, out: evaluated.append((r.name, workdir)) or [])
+  monkeypatch.setattr(reproduce, "heatmap", lambda *args: None)
+  with pytest.raises(FileNotFoundError, match="no row of the table"):  # no cells: no table
+    reproduce.reproduce(_plan(_book(tmp_path / "book.txt"), only=[row.name]), str(tmp_path))
+  assert trained == [str(tmp_path / "runs" / name)]
+  assert evaluated == [(row.name, str(tmp_path / "runs" / name))]
+
+
+def test_rows_sharing_a_run_must_train_it_alike():
+  rows = results_config.get_rows("tiny")
+  owner = rows[0]
+  alike = dataclasses.replace(owner, name=f"{owner.name}-average", run=owner.name,
+                              checkpoint="average")
+  results_config.check_runs([owner, alike])
+  unlike = dataclasses.replace(alike, overrides={**owner.overrides, "training.seed": 7})
+  with pytest.raises(ValueError, match=f"share run {owner.name} but train it differently"):
+    results_config.check_runs([owner, unlike])

@@ -60,6 +60,9 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # lookalikes: a quarter of a bAbI story's training filler sentences open with a made-up word that
 # shares an actor's first letters: in 128k haystacks of trial books the read took book lines
 # opening with an actor's first letter for the fact (tasks/lookalikes.py).
+# dense: a checkpoint every 100 steps, all six of a 600-step run kept (the run's training is the
+# same: its losses and held-out checks equal the run without it); with `average`, the mean of
+# six steps instead of three (steps 100 to 600: chosen on trial books over 200 to 600).
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -83,9 +86,11 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "reseed2": {"training.seed": 2, "data.train_seed": 5},
           "sharp": {"loss.sf_temperature": 0.05},
           "train_bonus": {"model.memory.eval_recency": False},
-          "lookalikes": {"data.lookalike_fraction": 0.25}}
+          "lookalikes": {"data.lookalike_fraction": 0.25},
+          "dense": {"training.checkpoint_every": 100, "training.keep_checkpoints": 6}}
 # Levers of evaluation alone: a row with one shares the run of the row without it (no second
-# training) and evaluates another of its checkpoints. best_check: the kept checkpoint with the
+# training; where no row lacks it, the row trains that run itself) and evaluates another of its
+# checkpoints. best_check: the kept checkpoint with the
 # best held-out check on both splits (generated stories in the built-in test text, seed 1; no
 # test book), not the last; the best qa1 rows' checks peak at step 200 of 600 on some seeds
 # (BUILD_NOTES.md). average: the mean of the kept checkpoints' parameters (steps 200, 400 and
@@ -105,6 +110,7 @@ _EVAL_LEVER_ROWS = ((("best_check",), ("qa1",)), (("average",), ("qa1",)),
                     *(((*levers, "average"), ("qa1",)) for levers in _QA1_SEEDS),
                     ((*_QA2_BEST, "average"), ("qa2",)),
                     ((*_QA2_BEST, "reseed", "average"), ("qa2",)),
+                    *(((*levers, "dense", "average"), ("qa1",)) for levers in _QA1_SEEDS),
                     (("copy", "copy_written", "content", "answer_read", "pseudo_values",
                       "skip_read", "average"), ("vt2",)))
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
@@ -234,11 +240,17 @@ def get_rows(arg: str = "tiny") -> list[Row]:
   for task in ("qa1", "qa2"):
     rows.append(Row(f"{task}-baseline", task, "baseline", "none",
                     f"{task},{preset},baseline{smoke}", {}))
-  by_name = {row.name: row for row in rows}
-  for row in rows:  # the arguments are checked now, before any run starts
-    babi.get_config(row.arg)
-    owner = by_name.get(row.run_name)
-    if owner is None or (owner.arg, owner.overrides) != (row.arg, row.overrides):
-      raise ValueError(f"row {row.name} shares run {row.run_name}, which no row with the "
-                       "same training trains")
+  check_runs(rows)
   return rows
+
+
+def check_runs(rows: list[Row]) -> None:
+  """Every row's config argument builds, and rows sharing a run train it alike: checked before
+  any run starts."""
+  trainers = {}
+  for row in rows:
+    babi.get_config(row.arg)
+    first = trainers.setdefault(row.run_name, row)
+    if (first.arg, first.overrides) != (row.arg, row.overrides):
+      raise ValueError(f"rows {first.name} and {row.name} share run {row.run_name} but train "
+                       "it differently")
