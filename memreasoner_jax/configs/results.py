@@ -60,9 +60,8 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # lookalikes: a quarter of a bAbI story's training filler sentences open with a made-up word that
 # shares an actor's first letters: in 128k haystacks of trial books the read took book lines
 # opening with an actor's first letter for the fact (tasks/lookalikes.py).
-# dense: a checkpoint every 100 steps, all six of a 600-step run kept (the run's training is the
-# same: its losses and held-out checks equal the run without it); with `average`, the mean of
-# six steps instead of three (steps 100 to 600: chosen on trial books over 200 to 600).
+# dense: a checkpoint every 100 steps, all six of a 600-step run kept; with `average`, the mean
+# of steps 100 to 600 instead of 200, 400 and 600 (chosen on trial books, BUILD_NOTES.md).
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
