@@ -114,7 +114,11 @@ def test_latest_margin_reaches_the_hops_and_a_wide_one_reads_the_last_line():
   np.testing.assert_array_equal(reads, 9)
   with pytest.raises(ValueError, match="memory.latest_margin must be >= 0"):
     model_lib.MemReasoner(_config(**{"memory.latest_margin": -0.1}))
-  # Asking every candidate to be the best line itself (likeness 1) reads what no margin reads.
+  # Asking every candidate to be the best line itself (likeness 1) reads what no margin reads,
+  # in stories that never repeat a line (a repeated line is alike the best by any likeness).
+  batch = toy_batches.qa1_batch(4, seed=22, lines=6, pad_lines=2)
+  assert all(len({bytes(line) for line in story[:6]}) == 6 for story in batch["context_BxExT"])
+  params = latest.init(jax.random.PRNGKey(2), batch)
   alike = model_lib.MemReasoner(_config(**chunked, **{"memory.latest_margin": 3.0,
                                                        "memory.latest_alike": 1.0}))
   plain = model_lib.MemReasoner(_config(**chunked))

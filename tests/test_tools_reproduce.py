@@ -218,7 +218,7 @@ def test_an_evaluation_lever_shares_the_run_of_the_row_without_it():
   assert rows["qa1-memreasoner-paper"].run_name == "qa1-memreasoner-paper"
 
 
-def test_a_run_without_a_row_of_its_own_is_trained_once_for_the_rows_sharing_it(
+def test_a_run_without_a_row_of_its_own_is_trained_by_the_row_sharing_it(
     tmp_path, monkeypatch):
   name = "qa1-memreasoner-paper-copy-copy_written-answer_read-order-latest-alike-foreign-" \
          "train_bonus-dense"
