@@ -103,6 +103,7 @@ _QA1_SEEDS = ((*_QA1_BEST, "train_bonus"), (*_QA1_BEST, "reseed", "train_bonus")
 _QA2_BEST = ("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
              "order", "question_read", "before_read", "steps2x", "latest", "alike",
              "foreign_first")
+_VT2_BEST = ("copy", "copy_written", "content", "answer_read", "pseudo_values", "skip_read")
 _EVAL_LEVER_ROWS = ((("best_check",), ("qa1",)), (("average",), ("qa1",)),
                     *(((*levers, "best_check"), ("qa1",)) for levers in _QA1_SEEDS),
                     ((*_QA2_BEST, "best_check"), ("qa2",)),
@@ -110,8 +111,7 @@ _EVAL_LEVER_ROWS = ((("best_check",), ("qa1",)), (("average",), ("qa1",)),
                     ((*_QA2_BEST, "average"), ("qa2",)),
                     ((*_QA2_BEST, "reseed", "average"), ("qa2",)),
                     *(((*levers, "dense", "average"), ("qa1",)) for levers in _QA1_SEEDS),
-                    (("copy", "copy_written", "content", "answer_read", "pseudo_values",
-                      "skip_read", "average"), ("vt2",)))
+                    ((*_VT2_BEST, "average"), ("vt2",)))
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),
                (("copy", "content", "steps5x"), ("qa2", "vt1", "vt2")),
@@ -138,8 +138,7 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                  "question_read", "before_read", "steps2x"), ("qa2",)),
                (("copy", "copy_written", "content", "answer_read", "pseudo_values", "steps2x"),
                 ("vt2",)),
-               (("copy", "copy_written", "content", "answer_read", "pseudo_values", "skip_read"),
-                ("vt2",)),
+               (_VT2_BEST, ("vt2",)),
                (("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
                  "order", "question_read", "before_read", "steps2x"), ("qa2",)),
                (("copy", "copy_written", "answer_read", "order", "latest"), ("qa1",)),
@@ -176,6 +175,7 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                  "train_bonus", "lookalikes"), ("qa1",)),
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
                  "reseed2", "train_bonus"), ("qa1",)),
+               *(((*_VT2_BEST, seed), ("vt2",)) for seed in ("reseed", "reseed2")),
                *_EVAL_LEVER_ROWS)
 
 
