@@ -28,6 +28,7 @@ import optax
 
 from memreasoner_jax import checkpointing
 from memreasoner_jax.data import batching
+from memreasoner_jax.data import device_padding
 from memreasoner_jax.data import pipeline
 from memreasoner_jax.data import seen_text
 from memreasoner_jax import evaluate as evaluate_lib
@@ -64,10 +65,14 @@ def init_state(model: models.Model, tx: optax.GradientTransformation, rng: jax.A
 def make_train_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
                     tx: optax.GradientTransformation, schedule: optax.Schedule,
                     rng: jax.Array) -> TrainStep:
-  """The pure update: loss and gradients on the global batch, one optimizer step."""
+  """The pure update: loss and gradients on the global batch, one optimizer step. A batch whose
+  lines come packed (`data.device_padding`) is padded first, `line_tokens` (T) wide."""
 
-  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+  def train_step(state: TrainState, batch: Batch,
+                 line_tokens: int = 0) -> tuple[TrainState, dict[str, jax.Array]]:
     step_rng = jax.random.fold_in(rng, state.step)
+    if line_tokens:
+      batch = device_padding.pad_lines(batch, line_tokens)
 
     def loss(params):
       return model.loss(params, batch, step_rng, state.step, loss_cfg)
@@ -83,8 +88,9 @@ def make_train_step(model: models.Model, loss_cfg: ml_collections.ConfigDict,
 
 
 def jit_train_step(train_step: TrainStep, mesh: jax.sharding.Mesh, state_sharding: Any) -> TrainStep:
-  """Sharded over the mesh, state donated (updated in place), metrics replicated."""
-  return jax.jit(train_step, donate_argnums=0,
+  """Sharded over the mesh, state donated (updated in place), metrics replicated; T of a batch
+  padded on the device is static (a new T compiles anew, as a new shape does)."""
+  return jax.jit(train_step, donate_argnums=0, static_argnums=2,
                  in_shardings=(state_sharding, sharding_lib.batch_sharding(mesh)),
                  out_shardings=(state_sharding, sharding_lib.replicated(mesh)))
 
@@ -125,7 +131,9 @@ class StepProfiler:
 
 def count_tokens(local: dict[str, np.ndarray], pad_id: int) -> int:
   """Real (non-padding) line, query and answer tokens of one host batch."""
-  return int(np.count_nonzero(local["context_BxExT"] != pad_id)
+  lines = (local["context_lengths_BxE"].sum() if "context_lengths_BxE" in local
+           else np.count_nonzero(local["context_BxExT"] != pad_id))
+  return int(lines
              + np.count_nonzero(local["query_BxQ"] != pad_id)
              + np.count_nonzero(local["answer_mask_BxA"]))
 
@@ -255,7 +263,8 @@ def setup(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
   train_iter = pipeline.TrainIterator(train_examples, batcher, cfg.data.global_batch,
                                       seed=cfg.training.seed, prefetch=cfg.data.prefetch,
                                       workers=cfg.data.get("workers", 0),
-                                      shards=sharding_lib.local_batch_shards(mesh))
+                                      shards=sharding_lib.local_batch_shards(mesh),
+                                      device_padding=cfg.data.get("device_padding", False))
   if data_state is not None:
     train_iter.set_state(data_state)
 
@@ -307,8 +316,9 @@ def train_loop(run: Run, cfg: ml_collections.ConfigDict, ckpt: checkpointing.Che
   save = lambda: ckpt.save(step, state, cfg, run.metadata, run.train_iter.get_state())
   try:
     while step < num_steps:
-      local = next(run.train_iter)
-      state, metrics = run.train_step(state, sharding_lib.global_batch(local, run.mesh))
+      local, line_tokens = device_padding.split_line_tokens(next(run.train_iter))
+      state, metrics = run.train_step(state, sharding_lib.global_batch(local, run.mesh),
+                                      line_tokens)
       step += 1
       pending.append((step, metrics["loss"]))
       if len(pending) > _IN_FLIGHT:

@@ -118,6 +118,11 @@ def get_config(arg: str = "qa1,tiny") -> ml_collections.ConfigDict:
   accelerator = preset in ("base", "large")
   config.data.token_multiple = 4 if accelerator else 0  # 0: fixed T, Q, A
   config.data.pack_lines = accelerator  # the encoder reads real lines only
+  # Training batches carry each example's lines back to back and the train step pads them on the
+  # device (data/device_padding.py): the padded lines are a long context's largest array, and
+  # building them is most of the feeding process's work. Off on CPU, where the device is the
+  # same cores.
+  config.data.device_padding = accelerator
   # Training stories get 0..train_filler_max filler sentences at random gaps, from a text the
   # evaluation filler never uses (0: clean stories, as the paper trains).
   config.data.train_filler_max = 0

@@ -53,11 +53,15 @@ from memreasoner_jax.data import tokenizers as tokenizers_lib
 from memreasoner_jax.tasks.example import Example
 
 Batch = dict[str, np.ndarray]
+# The one scalar of a batch whose lines are padded on the device: T, which the jitted train step
+# takes as a static argument (every other array is split over the devices by its first axis).
+LINE_TOKENS = "line_tokens"
 # What `Batcher.ragged` holds in place of the padded line tokens (X: all tokens of the batch's
 # real lines, R: its real lines): `Batcher.pad_lines` turns them into context_BxExT and, when
-# there, recon_BxExT and recon_mask_BxExT.
+# there, recon_BxExT and recon_mask_BxExT; `Batcher.pack_lines` into the per-example rows that
+# the train step pads on the device (`device_padding.pad_lines`).
 RAGGED_KEYS = ("context_ids_X", "context_lengths_R", "recon_ids_X", "recon_lengths_R",
-               "line_tokens")
+               LINE_TOKENS, "context_tokens")
 
 
 _WORD = re.compile(r"\w+")
@@ -231,10 +235,14 @@ class Layout:
   answer_tokens: int  # A
   packed_lines: int = 0  # M: real-line slots per part (0: the encoder reads all B x E lines)
   sequence_tokens: int = 0  # L (0: no sequence_BxL)
+  # N of context_ids_BxN, the lines padded on the device (0: padded here, context_BxExT).
+  context_tokens: int = 0
 
 
-# Columns of `Batcher.sizes`: what each example needs of the layout.
-SIZE_COLUMNS = ("lines", "line_tokens", "query_tokens", "answer_tokens", "sequence_tokens")
+# Columns of `Batcher.sizes`: what each example needs of the layout. context_tokens (every line
+# with its BOS and EOS, back to back) is counted only by tokenizing (0 where it was not).
+SIZE_COLUMNS = ("lines", "line_tokens", "query_tokens", "answer_tokens", "sequence_tokens",
+                "context_tokens")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,12 +315,13 @@ class Batcher:
     """Whether every batch has the configured token widths (its sizes need no tokenizing)."""
     return not (self.shape.token_multiple or self.shape.sequence_multiple)
 
-  def sizes(self, examples: Sequence[Example]) -> np.ndarray:
+  def sizes(self, examples: Sequence[Example], tokenize: bool = False) -> np.ndarray:
     """Per example (rows) the layout it needs (SIZE_COLUMNS): its lines, and the tokens of its
-    longest line, its question, its answer sequence and its baseline sequence (0 without one),
-    BOS and EOS included. Without `token_multiple` or `sequence_multiple` the token columns are
-    the configured widths (nothing is tokenized)."""
-    if self.fixed_widths:
+    longest line, its question, its answer sequence, its baseline sequence (0 without one) and
+    all its lines, BOS and EOS included. Without `token_multiple`, `sequence_multiple` or
+    `tokenize` the token columns are the configured widths and context_tokens 0 (nothing is
+    tokenized)."""
+    if self.fixed_widths and not tokenize:
       return self.fixed_sizes([len(ex.context) for ex in examples])
     return self._encode(examples).sizes()
 
@@ -337,13 +346,14 @@ class Batcher:
   def fixed_sizes(self, lines_N: np.ndarray) -> np.ndarray:
     """`sizes` with fixed widths: the line counts and the configured widths."""
     lines_N = np.asarray(lines_N, np.int64)
-    widths = (*self.shape.widths, self.shape.sequence_tokens)
+    widths = (*self.shape.widths, self.shape.sequence_tokens, 0)
     return np.column_stack([lines_N] + [np.full_like(lines_N, w) for w in widths])
 
-  def layout(self, sizes_NxC: np.ndarray, shards: int = 1,
-             num_lines: int | None = None) -> Layout:
+  def layout(self, sizes_NxC: np.ndarray, shards: int = 1, num_lines: int | None = None,
+             device_padding: bool = False) -> Layout:
     """The layout of a batch of examples with these `sizes` (C: SIZE_COLUMNS) split into
-    `shards` equal parts (one per device); `num_lines` forces E."""
+    `shards` equal parts (one per device); `num_lines` forces E; `device_padding` sizes N for
+    `pack_lines` (the sizes must come from `sizes(..., tokenize=True)`)."""
     if num_lines is None:
       num_lines = bucket_for(int(sizes_NxC[:, 0].max()), self.shape.line_buckets)
     # Past a configured width the batch itself reports the text that does not fit.
@@ -362,7 +372,14 @@ class Batcher:
         raise ValueError(f"A batch of {len(sizes_NxC)} examples does not split into {shards} "
                          "equal parts for packing; make the batch a multiple of the devices")
       packed = packed_bucket(int(sizes_NxC[:, 0].reshape(shards, -1).sum(axis=1).max()))
-    return Layout(num_lines, *widths, packed, sequence)
+    context = 0
+    if device_padding:
+      if not need_C[5]:
+        raise ValueError("Padding lines on the device needs each example's context tokens: "
+                         "sizes from Batcher.sizes(examples, tokenize=True)")
+      # One column more than the longest context: the device reads padding from the last.
+      context = packed_bucket(int(need_C[5]) + 1)
+    return Layout(num_lines, *widths, packed, sequence, context)
 
   def __call__(self, examples: Sequence[Example], layout: Layout | None = None,
                example_weight_B: np.ndarray | None = None, shards: int = 1) -> Batch:
@@ -412,7 +429,8 @@ class Batcher:
     batch = {
         "context_ids_X": encoded.context[0].astype(np.int32, copy=False),
         "context_lengths_R": encoded.context[1].astype(np.int32, copy=False),
-        "line_tokens": np.array(layout.line_tokens, np.int32),
+        LINE_TOKENS: np.array(layout.line_tokens, np.int32),
+        "context_tokens": np.array(layout.context_tokens, np.int32),
         "line_mask_BxE": line_mask_BxE,
         "query_BxQ": query_BxQ,
         "answer_BxA": answer_BxA,
@@ -447,7 +465,7 @@ class Batcher:
     recon_mask_BxExT): a few scatters, where tokenizing stays with whoever built `ragged`."""
     batch = {k: v for k, v in ragged.items() if k not in RAGGED_KEYS}
     line_mask_BxE = batch["line_mask_BxE"]
-    shape_BxExT = (*line_mask_BxE.shape, int(ragged["line_tokens"]))
+    shape_BxExT = (*line_mask_BxE.shape, int(ragged[LINE_TOKENS]))
     rows = np.flatnonzero(line_mask_BxE.reshape(-1))  # real lines, in example then line order
     batch["context_BxExT"] = _padded(self.encoder_tokenizer, ragged["context_ids_X"],
                                      ragged["context_lengths_R"], rows, shape_BxExT)
@@ -460,6 +478,25 @@ class Batcher:
       width = np.arange(shape_BxExT[-1])
       batch["recon_mask_BxExT"] = ((width >= 1) & (width <= 1 + lengths_N[:, None])
                                    & line_mask_BxE.reshape(-1)[:, None]).reshape(shape_BxExT)
+    return batch
+
+  def pack_lines(self, ragged: Batch) -> Batch:
+    """The batch of `ragged` (built with a `layout(..., device_padding=True)`) with its line
+    tokens as each example's lines back to back, [BOS] + tokens + [EOS] each, in one row of N
+    (context_ids_BxN) and their lengths (context_lengths_BxE, 0 for padding lines); the same
+    for recon_* when there. The train step pads them on the device into exactly the arrays of
+    `pad_lines` (`device_padding.pad_lines`): rows of N instead of B x E x T move to it."""
+    width = int(ragged["context_tokens"])
+    if not width:
+      raise ValueError("Batcher.pack_lines needs a batch built with a layout(..., "
+                       "device_padding=True)")
+    batch = {k: v for k, v in ragged.items() if k not in RAGGED_KEYS}
+    batch[LINE_TOKENS] = ragged[LINE_TOKENS]
+    line_mask_BxE = batch["line_mask_BxE"]
+    for prefix, tok in (("context", self.encoder_tokenizer), ("recon", self.decoder_tokenizer)):
+      if f"{prefix}_ids_X" in ragged:
+        batch[f"{prefix}_ids_BxN"], batch[f"{prefix}_lengths_BxE"] = _packed_lines(
+            tok, ragged[f"{prefix}_ids_X"], ragged[f"{prefix}_lengths_R"], line_mask_BxE, width)
     return batch
 
   def _pack(self, tok, ragged: tuple[np.ndarray, np.ndarray], texts: list[str],
@@ -528,14 +565,17 @@ class _Encoded:
     sequence, BOS and EOS included."""
     owner = np.repeat(np.arange(len(self.lines_N)), self.lines_N)
     longest_N = np.zeros(len(self.lines_N), np.int64)
+    context_N = np.zeros(len(self.lines_N), np.int64)
     for ragged in (self.context, self.recon):
       if ragged is not None:
         np.maximum.at(longest_N, owner, ragged[1])
+        context_N = np.maximum(context_N, np.bincount(owner, ragged[1] + 2,
+                                                      len(self.lines_N)).astype(np.int64))
     answer_N = self.prompt[1] + self.answer[1]
     sequence_N = (self.sequence[0][1] + self.sequence[1][1] + 2 if self.sequence
                   else np.zeros_like(answer_N))
-    return np.stack([self.lines_N, longest_N + 2, self.query[1] + 2, answer_N + 2, sequence_N],
-                    axis=1)
+    return np.stack([self.lines_N, longest_N + 2, self.query[1] + 2, answer_N + 2, sequence_N,
+                     context_N], axis=1)
 
 
 def split_at_space(tok: tokenizers_lib.Tokenizer, question: str, answer: str) -> tuple[str, str]:
@@ -600,6 +640,25 @@ def _padded(tok, flat: np.ndarray, lengths: np.ndarray, rows: np.ndarray,
   _scatter(out_NxW, flat, lengths, rows, np.ones_like(lengths))
   out_NxW[rows, 1 + lengths] = tok.eos_id
   return out
+
+
+def _packed_lines(tok, flat: np.ndarray, lengths_R: np.ndarray, line_mask_BxE: np.ndarray,
+                  width: int) -> tuple[np.ndarray, np.ndarray]:
+  """(ids_BxN, lengths_BxE) of `Batcher.pack_lines`: row b holds example b's real lines (`flat`,
+  `lengths_R` tokens each, in example then line order) with their BOS and EOS, back to back."""
+  lengths_BxE = np.zeros(line_mask_BxE.shape, np.int32)
+  lengths_BxE[line_mask_BxE] = lengths_R + 2
+  if lengths_BxE.sum(axis=1).max() >= width:  # the last column must stay padding
+    raise ValueError(f"A context of {lengths_BxE.sum(axis=1).max()} tokens does not fit "
+                     f"N={width} with a padding column; the layout was sized for other examples")
+  starts_BxE = np.cumsum(lengths_BxE, axis=1) - lengths_BxE
+  rows_R = np.nonzero(line_mask_BxE)[0]
+  starts_R = starts_BxE[line_mask_BxE]
+  ids_BxN = np.full((line_mask_BxE.shape[0], width), tok.pad_id, np.int32)
+  ids_BxN[rows_R, starts_R] = tok.bos_id
+  _scatter(ids_BxN, flat, lengths_R, rows_R, starts_R + 1)
+  ids_BxN[rows_R, starts_R + 1 + lengths_R] = tok.eos_id
+  return ids_BxN, lengths_BxE
 
 
 def _scatter(out_NxW: np.ndarray, flat: np.ndarray, lengths: np.ndarray, rows: np.ndarray,

@@ -36,15 +36,17 @@ def read_examples(source: Source, indices: np.ndarray) -> list[Example]:
   return [source[int(i)] for i in indices]
 
 
-def example_sizes(source: Source, batcher: batching.Batcher, chunk: int = 4096) -> np.ndarray:
+def example_sizes(source: Source, batcher: batching.Batcher, chunk: int = 4096,
+                  tokenize: bool = False) -> np.ndarray:
   """`batcher.sizes` of every example (N x C, C: SIZE_COLUMNS). Line counts alone are in TFDS
-  metadata; token widths (`token_multiple`, `sequence_multiple`) need one pass over the source,
-  `chunk` examples at a time."""
+  metadata; token widths (`token_multiple`, `sequence_multiple`) and context tokens (`tokenize`)
+  need one pass over the source, `chunk` examples at a time."""
   stored = getattr(source, "num_lines_N", None)
-  if stored is not None and batcher.fixed_widths:
+  if stored is not None and batcher.fixed_widths and not tokenize:
     sizes_NxC = batcher.fixed_sizes(stored)
   else:
-    parts = [batcher.sizes(read_examples(source, np.arange(start, min(start + chunk, len(source)))))
+    parts = [batcher.sizes(read_examples(source, np.arange(start, min(start + chunk, len(source)))),
+                           tokenize)
              for start in range(0, len(source), chunk)]
     sizes_NxC = (np.concatenate(parts) if parts
                  else np.zeros((0, len(batching.SIZE_COLUMNS)), np.int64))
@@ -90,19 +92,22 @@ class _Stream:
   Grain pipeline runs, in worker processes too: it pickles)."""
 
   def __init__(self, source: Source, batcher: batching.Batcher, global_batch: int, seed: int,
-               shuffle: bool, process_index: int, process_count: int, shards: int):
+               shuffle: bool, process_index: int, process_count: int, shards: int,
+               device_padding: bool = False):
     self._start, self._size = host_share(global_batch, process_index, process_count)
     self.source = source
     self.batcher = batcher
     self.global_batch = global_batch
     self.seed = seed
     self._shuffle = shuffle
-    self._sizes_NxC = example_sizes(source, batcher)
+    # Padding lines on the device needs every example's context tokens: all hosts size N alike.
+    self._sizes_NxC = example_sizes(source, batcher, tokenize=device_padding)
     self._shards = shards  # this host's parts of a batch (devices) for packed lines
     self._global_shards = shards * process_count
     self._permutations: dict[int, np.ndarray] = {}
-    # Set on the copy that worker processes run: they hand over the line tokens ragged, which
-    # the training process pads (`Batcher.pad_lines`): a fraction of the bytes to move.
+    self.device_padding = device_padding
+    # Set on the copy that worker processes run when the training process pads the lines
+    # (`Batcher.pad_lines`): they hand them over ragged, a fraction of the bytes to move.
     self.ragged = False
 
   def _permutation(self, epoch: int) -> np.ndarray:
@@ -126,10 +131,13 @@ class _Stream:
 
   def __call__(self, step: int) -> batching.Batch:
     global_indices, mine = self.indices(step)
-    layout = self.batcher.layout(self._sizes_NxC[global_indices], self._global_shards)
+    layout = self.batcher.layout(self._sizes_NxC[global_indices], self._global_shards,
+                                 device_padding=self.device_padding)
     examples = read_examples(self.source, mine)
-    build = self.batcher.ragged if self.ragged else self.batcher
-    return build(examples, layout, shards=self._shards)
+    ragged = self.batcher.ragged(examples, layout, shards=self._shards)
+    if self.device_padding:
+      return self.batcher.pack_lines(ragged)
+    return ragged if self.ragged else self.batcher.pad_lines(ragged)
 
 
 # Steps of the endless stream: a Grain range this long never ends in practice.
@@ -171,7 +179,9 @@ class TrainIterator:
   The stream is laid out as the module docstring says (the same batches for any number of hosts
   or workers); Grain runs it: a MapDataset over the global steps, mapped to this host's batch,
   `prefetch` batches built ahead in a thread, or with `workers` > 0 in that many worker
-  processes (`mp_prefetch`; tokenizing long contexts takes more than one core).
+  processes (`mp_prefetch`; tokenizing long contexts takes more than one core). With
+  `device_padding` a batch holds its lines packed per example (`Batcher.pack_lines`) for the
+  train step to pad on the device, and its static T under `batching.LINE_TOKENS`.
 
   `get_state()` is a JSON-able dict holding Grain's iterator state and the step; `set_state()`
   resumes at that step, so a restored run reads exactly the batches the uninterrupted run would
@@ -181,14 +191,14 @@ class TrainIterator:
   def __init__(self, source: Source, batcher: batching.Batcher, global_batch: int, *,
                seed: int = 0, shuffle: bool = True, process_index: int | None = None,
                process_count: int | None = None, prefetch: int = 2, workers: int = 0,
-               shards: int = 1):
+               shards: int = 1, device_padding: bool = False):
     if len(source) == 0:
       raise ValueError("TrainIterator needs a non-empty source")
     if workers < 0 or prefetch < 0:
       raise ValueError(f"workers and prefetch must be >= 0, got {workers} and {prefetch}")
     process_index, process_count = _processes(process_index, process_count)
     self._stream = _Stream(source, batcher, global_batch, seed, shuffle, process_index,
-                           process_count, shards)
+                           process_count, shards, device_padding)
     self._prefetch = prefetch
     self._workers = workers
     self._step = 0
@@ -208,7 +218,9 @@ class TrainIterator:
     # This process pads every batch, or builds it whole without workers.
     keep_freed_memory()
     stream = self._stream
-    if self._workers:
+    # Workers hand over lines ragged for this process to pad, or packed for the device.
+    pad_here = self._workers and not stream.device_padding
+    if pad_here:
       stream = copy.copy(stream)
       stream.ragged = True
     steps = grain.MapDataset.range(first_step, _ENDLESS).map(stream)
@@ -226,7 +238,9 @@ class TrainIterator:
           dataset, grain.experimental.DatasetOptions(min_shm_size=MIN_SHARED_BYTES))
       dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
           num_workers=self._workers, per_worker_buffer_size=max(self._prefetch, 1)),
-          worker_init_fn=_worker_setup).map(stream.batcher.pad_lines)
+          worker_init_fn=_worker_setup)
+    if pad_here:
+      dataset = dataset.map(stream.batcher.pad_lines)
     return iter(dataset)
 
   def indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:

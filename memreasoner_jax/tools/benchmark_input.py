@@ -1,6 +1,7 @@
 """Input-pipeline throughput: generation, ArrayRecord building, reading and batching per length,
-and the Grain training pipeline with 0, 1 and 2 worker processes, against what one H100 would
-consume training `base` at 45% MFU (estimated from the train step's FLOP count).
+and the Grain training pipeline with 0, 1 and 2 worker processes, its lines padded here or on the
+device (`data.device_padding`, with the time the device takes to pad them), against what one
+H100 would consume training `base` at 45% MFU (estimated from the train step's FLOP count).
 
   python -m memreasoner_jax.tools.benchmark_input --lengths=0k,4k,16k,128k --num=32 --out=pipeline.json
 
@@ -19,11 +20,13 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
 from memreasoner_jax.configs import babi
 from memreasoner_jax.data import batching
+from memreasoner_jax.data import device_padding
 from memreasoner_jax.data import lines
 from memreasoner_jax.data import pipeline
 from memreasoner_jax.data import tfds_builder
@@ -62,15 +65,17 @@ def _timed(fn: Callable[[], object], min_seconds: float = 0.0,
 
 
 def train_rate(source: pipeline.Source, batcher: batching.Batcher, batch_size: int,
-               workers: int, steps: int, min_seconds: float = _MIN_SECONDS) -> float:
+               workers: int, steps: int, min_seconds: float = _MIN_SECONDS,
+               pad_on_device: bool = False) -> float:
   """Examples per second of the training pipeline (Grain, `workers` worker processes) once
   running: the first batch, which starts the workers, is not counted. At least `steps` batches,
   `min_seconds`, and ten times the batches the pipeline holds ahead: those built while the
   first one was awaited come free, and at 128k (a batch a second) a short window was mostly
-  them."""
+  them. `pad_on_device`: the batches of `data.device_padding` (their padding not timed here)."""
   prefetch = 2
   stream = pipeline.TrainIterator(source, batcher, batch_size, seed=0, process_index=0,
-                                  process_count=1, prefetch=prefetch, workers=workers)
+                                  process_count=1, prefetch=prefetch, workers=workers,
+                                  device_padding=pad_on_device)
   ahead = prefetch * max(workers, 1)
   try:
     next(stream)
@@ -78,6 +83,20 @@ def train_rate(source: pipeline.Source, batcher: batching.Batcher, batch_size: i
   finally:
     stream.close()
   return batch_size / seconds_per_batch
+
+
+def device_pad_seconds(source: pipeline.Source, batcher: batching.Batcher,
+                       batch_size: int) -> float:
+  """Seconds per batch the device (JAX's default backend) takes to pad one training batch of
+  `data.device_padding`, compiled beforehand."""
+  stream = pipeline.TrainIterator(source, batcher, batch_size, seed=0, process_index=0,
+                                  process_count=1, device_padding=True)
+  arrays, line_tokens = device_padding.split_line_tokens(stream.batch_at(0))
+  arrays = jax.device_put(arrays)
+  pad = jax.jit(device_padding.pad_lines, static_argnums=1)
+  jax.block_until_ready(pad(arrays, line_tokens))
+  _, seconds = _timed(lambda: jax.block_until_ready(pad(arrays, line_tokens)), _MIN_SECONDS, 3)
+  return seconds
 
 
 def measure(task: str, length: str, num: int, batch_size: int,
@@ -120,8 +139,9 @@ def measure(task: str, length: str, num: int, batch_size: int,
   h100_examples_per_s = h100_flops_per_s * num / useful_flops
   # Two epochs' worth of batches (at least 4), the first of them not counted.
   steps = max(4, 2 * num // batch_size)
-  train_rates = {f"train_{w}_workers_examples_per_s": train_rate(source, batcher, batch_size,
-                                                                   w, steps) for w in workers}
+  train_rates = {f"train_{w}_workers{kind}_examples_per_s": train_rate(
+      source, batcher, batch_size, w, steps, pad_on_device=kind == "_device_padded")
+                 for kind in ("", "_device_padded") for w in workers}
   return {
       "length": length, "examples": num, "lines_per_example": float(np.mean(
           [len(ex.context) for ex in examples])), "chars_per_example": chars / num,
@@ -131,6 +151,8 @@ def measure(task: str, length: str, num: int, batch_size: int,
       "read_examples_per_s": num / read_s,
       "load_examples_per_s": num / load_s, "load_tokens_per_s": tokens / load_s,
       **train_rates,
+      "device_pad_ms_per_batch": 1e3 * device_pad_seconds(source, batcher, batch_size),
+      "device": jax.devices()[0].device_kind,
       "h100_base_examples_per_s": h100_examples_per_s,
   }
 
@@ -156,6 +178,10 @@ def main(argv: Sequence[str]) -> None:
             f"{row['load_examples_per_s']:9.1f} ex/s {row['load_tokens_per_s']:12.0f} tok/s | "
             "train ex/s by workers " + " ".join(
                 f"{w}: {row[f'train_{w}_workers_examples_per_s']:.1f}" for w in _WORKERS.value)
+            + " | padded on the device " + " ".join(
+                f"{w}: {row[f'train_{w}_workers_device_padded_examples_per_s']:.1f}"
+                for w in _WORKERS.value)
+            + f" ({row['device_pad_ms_per_batch']:.2f} ms a batch on {row['device']})"
             + f" | one H100 on base needs {row['h100_base_examples_per_s']:.1f} ex/s",
             flush=True)
   report = {"task": _TASK.value, "tokenizer": tokenizer.spec, "batch_size": _BATCH.value,
