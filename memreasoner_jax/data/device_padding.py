@@ -34,7 +34,7 @@ def _pad(ids_BxN: jax.Array, lengths_BxE: jax.Array, line_tokens: int) -> jax.Ar
   inside_BxExT = column_T < lengths_BxE[:, :, None]
   index_BxExT = jnp.where(inside_BxExT, starts_BxE[:, :, None] + column_T, ids_BxN.shape[1] - 1)
   return jnp.take_along_axis(ids_BxN, index_BxExT.reshape(batch, -1), axis=1).reshape(
-      batch, lines, line_tokens)
+      batch, lines, line_tokens).astype(jnp.int32)
 
 
 def pad_lines(batch: Batch, line_tokens: int) -> Batch:
