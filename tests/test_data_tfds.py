@@ -33,7 +33,7 @@ _SCRIPT = textwrap.dedent("""
     batch = next(it)
     print(json.dumps({
         "train_round_trip": [train[i] for i in range(13)] == expected,
-        "get_many": train.get_many(np.array([5, 2])) == [expected[5], expected[2]],
+        "read": pipeline.read_examples(train, np.array([5, 2])) == [expected[5], expected[2]],
         "num_lines": train.num_lines_N.tolist() == [len(e.context) for e in expected],
         "test": [again[i].context for i in range(5)] == [data_fixtures.QA2_STORY.context] * 5,
         "unicode": again[0].context[3],
@@ -50,7 +50,7 @@ def test_build_and_read_back_without_tensorflow(tmp_path):
                         capture_output=True, text=True, timeout=120, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
-  assert result == {"train_round_trip": True, "get_many": True, "num_lines": True, "test": True,
+  assert result == {"train_round_trip": True, "read": True, "num_lines": True, "test": True,
                     "unicode": "Über café naïve.", "batch": result["batch"],
                     "tensorflow_loaded": False}
   assert result["batch"] in ([2, 4, 40], [2, 8, 40])  # Host 1's half of a global batch of 4.

@@ -29,10 +29,9 @@ class Source(Protocol):
 
 
 def read_examples(source: Source, indices: np.ndarray) -> list[Example]:
-  """The Examples at `indices`, in one batched read where the source offers one."""
-  get_many = getattr(source, "get_many", None)
-  if get_many is not None:
-    return get_many(indices)
+  """The Examples at `indices`, read one by one: TFDS's batched read (`__getitems__`) starts a
+  pool of threads on every call, which costs more than it saves on local files (measured in
+  BUILD_NOTES.md, most in worker processes)."""
   return [source[int(i)] for i in indices]
 
 

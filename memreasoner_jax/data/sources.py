@@ -19,8 +19,6 @@ import glob
 import json
 import os
 
-import numpy as np
-
 from memreasoner_jax.tasks import babi_format
 from memreasoner_jax.tasks.example import Example
 from memreasoner_jax.tasks import output
@@ -108,7 +106,7 @@ def _read_tfds(name: str, split: str, tfds_dir: str) -> list[Example]:
       raise SourceError(f"config data.source=tfds:{name} is not built in {data_dir}")
   _check_split(name, split, builder.info.splits)
   source = tfds_builder.TfdsSource(builder, split)
-  return source.get_many(np.arange(len(source)))
+  return [source[i] for i in range(len(source))]
 
 
 def _check_split(name: str, split: str, splits) -> None:

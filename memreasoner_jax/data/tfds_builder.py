@@ -119,10 +119,6 @@ class TfdsSource:
   def __getitem__(self, index: int) -> Example:
     return _to_example(self._records[int(index)])
 
-  def get_many(self, indices: np.ndarray) -> list[Example]:
-    """One batched ArrayRecord read."""
-    return [_to_example(r) for r in self._records.__getitems__([int(i) for i in indices])]
-
 
 def _to_example(record: dict) -> Example:
   return Example(context=tuple(line.decode() for line in record["context"]),

@@ -114,7 +114,8 @@ def measure(task: str, length: str, num: int, batch_size: int,
   source = tfds_builder.TfdsSource(builder, "test")
 
   index_chunks = np.array_split(np.arange(num), max(1, num // batch_size))
-  _, read_s = _timed(lambda: [source.get_many(chunk) for chunk in index_chunks], _MIN_SECONDS)
+  _, read_s = _timed(lambda: [pipeline.read_examples(source, chunk) for chunk in index_chunks],
+                     _MIN_SECONDS)
   shape = batching.BatchShape(
       line_tokens=config.max_line_bytes + 2, query_tokens=64, answer_tokens=128,
       line_buckets=batching.line_buckets(16, max(len(ex.context) for ex in examples)))
