@@ -141,8 +141,10 @@ class _Stream:
 
 # Steps of the endless stream: a Grain range this long never ends in practice.
 _ENDLESS = 2**62
-# Worker batches' arrays from this size on travel through shared memory.
-MIN_SHARED_BYTES = 1 << 16
+# Worker batches' arrays from this size on travel through shared memory; smaller ones are
+# pickled, which costs less than a block of their own up to a few MiB (measured in
+# BUILD_NOTES.md): all of a packed or ragged batch up to 16k, the line tokens from 128k.
+MIN_SHARED_BYTES = 1 << 22
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
