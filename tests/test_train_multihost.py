@@ -11,6 +11,7 @@ import sys
 import time
 
 import orbax.checkpoint as ocp
+import pytest
 
 from tests import train_testing
 from tests.train_testing import MULTIHOST_STEPS as STEPS
@@ -25,12 +26,15 @@ def _worker(workdir, port, process_id, num_processes=2, timeout_s=20, extra_flag
                           env=train_testing.one_device_env())
 
 
-def test_two_processes_train_checkpoint_and_agree(tmp_path):
+# Lines padded on the device too: both processes size the packed rows from the global batch.
+@pytest.mark.parametrize("padding", ["host", "device"])
+def test_two_processes_train_checkpoint_and_agree(tmp_path, padding):
   port = train_testing.free_port()
   # A final evaluation of 8 held-out questions, each process decoding and scoring its 2 of
   # every batch of 4.
   evaluation = ["--config.data.eval_examples=8", "--config.data.eval_batch=4",
-                "--config.eval.max_new_tokens=4"]
+                "--config.eval.max_new_tokens=4",
+                f"--config.data.device_padding={padding == 'device'}"]
   workers = [_worker(tmp_path, port, i, timeout_s=120, extra_flags=evaluation) for i in range(2)]
   outputs = [w.communicate(timeout=450)[0] for w in workers]
   for w, out in zip(workers, outputs):
