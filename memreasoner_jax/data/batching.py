@@ -23,6 +23,14 @@ Keys and shapes (B batch, E lines, T tokens per line, Q query tokens, A answer t
                           words aside) and answer as `word_ids` (K = READ_WORDS), 0 padded
   sf_weight_B      float32 1 for examples in the supporting-fact supervised subset
   example_weight_B float32 1 for real examples, 0 for batch padding
+Training batches of `Batcher.pack_lines` (`data.device_padding`) hold instead of context_BxExT
+(and recon_*) what the train step pads on the device (data/device_padding.py):
+  context_ids_BxN     uint16 each example's lines back to back, [BOS] + tokens + [EOS] each,
+                      PAD after (int32 for a vocabulary over 65,536 ids); N holds the global
+                      batch's longest context and one padding column more
+  context_lengths_BxE int32  each line's tokens, BOS and EOS included; 0 for padding lines
+  recon_ids_BxN, recon_lengths_BxE  the same in the decoder's ids, when it has its own
+  line_tokens         int32 scalar, T: a static argument of the jitted step
 With `BatchShape.sequence_tokens` > 0 (the full-attention baseline's input, L tokens) also:
   sequence_BxL            int32  [BOS] + lines joined by newlines + newline + question + " " +
                                  answer + [EOS] + PAD: the whole context as one decoder
