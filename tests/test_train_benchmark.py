@@ -93,3 +93,18 @@ def test_useful_tokens_are_the_real_tokens_counted_by_hand():
   batch["line_rows_SxM"] = np.array([[0, 1, 2, 3]])
   assert benchmark_train.step_tokens(cfg, batch) == padded - 2 * 3 * 5 + 4 * 5
   assert benchmark_train.step_tokens(cfg, batch, pad) == useful
+
+
+def test_benchmark_feeds_the_step_lines_padded_on_the_device(tmp_path):
+  losses = {}
+  for padding in ("--device_padding", "--nodevice_padding"):
+    out = tmp_path / f"{padding}.json"
+    command = [sys.executable, "-m", "memreasoner_jax.tools.benchmark_train", "--preset=tiny",
+               "--batch=16", "--steps=1", padding, f"--out={out}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    r = json.loads(out.read_text())
+    assert r["device_padding"] == (padding == "--device_padding")
+    losses[padding] = r["loss"]
+  # The same batch, padded on the host or by the step: the same second step.
+  np.testing.assert_allclose(losses["--device_padding"], losses["--nodevice_padding"], rtol=1e-6)

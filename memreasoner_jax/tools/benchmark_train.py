@@ -9,7 +9,10 @@ autoencoded lines, x3 for forward + backward); XLA's own count is printed beside
 model FLOPs per second over the device's peak, from a table of dense bf16/fp32 peaks or
 --peak_tflops, counted two ways: padded MFU over the padded shapes (the work the device does)
 and useful MFU over the real tokens only (non-padding line, query and decoder-target tokens),
-with the padding fraction beside them. Prints one table row and writes JSON.
+with the padding fraction beside them. With `data.device_padding` (on for `base` and `large`;
+--device_padding overrides it) the step is fed the packed lines and pads them itself, as in
+training; the FLOP and token counts are those of the padded batch either way. Prints one table
+row and writes JSON.
 """
 
 import json
@@ -23,6 +26,7 @@ import ml_collections
 import numpy as np
 
 from memreasoner_jax.configs import babi
+from memreasoner_jax.data import device_padding
 from memreasoner_jax import input_pipeline as input_lib
 from memreasoner_jax import models
 from memreasoner_jax.models import losses
@@ -36,7 +40,7 @@ def define_flags() -> None:
   """Defines the command's flags; only run as a command, so importing this module next to other
   commands (tests) never defines a flag twice."""
   global _PRESET, _TASK, _OPTIONS, _BATCH, _STEPS, _DTYPE, _PEAK, _OUT, _TOKENIZER, _MULTIPLE
-  global _PACK, _ATTENTION
+  global _PACK, _ATTENTION, _DEVICE_PADDING
   _PRESET = flags.DEFINE_enum("preset", "tiny", presets.PRESETS, "Model preset.")
   _TASK = flags.DEFINE_string("task", "qa1", "Task whose stories fill the batch.")
   _OPTIONS = flags.DEFINE_list("options", [], "configs/babi.py options, e.g. long.")
@@ -50,6 +54,7 @@ def define_flags() -> None:
   _MULTIPLE = flags.DEFINE_integer("token_multiple", None, "data.token_multiple override.")
   _PACK = flags.DEFINE_bool("pack_lines", None, "data.pack_lines override.")
   _ATTENTION = flags.DEFINE_string("attention", "", "model.attention override (xla, cudnn).")
+  _DEVICE_PADDING = flags.DEFINE_bool("device_padding", None, "data.device_padding override.")
 
 
 # Dense peak TFLOP/s per device by device_kind substring: (bfloat16, float32).
@@ -145,25 +150,33 @@ def main(argv):
     cfg.data.token_multiple = _MULTIPLE.value
   if _PACK.value is not None:
     cfg.data.pack_lines = _PACK.value
+  if _DEVICE_PADDING.value is not None:
+    cfg.data.device_padding = _DEVICE_PADDING.value
   cfg.data.train_examples = max(cfg.data.global_batch, 64)
 
   mesh = sharding_lib.make_mesh(cfg.mesh, jax.local_devices())
   sharding_lib.check_global_batch(cfg.data.global_batch, mesh, "--batch")
   batcher = input_lib.make_batcher(cfg.data)
   examples = input_lib.train_examples(cfg.data)
-  local = batcher((examples * cfg.data.global_batch)[:cfg.data.global_batch],
-                  shards=sharding_lib.local_batch_shards(mesh))
+  chosen = (examples * cfg.data.global_batch)[:cfg.data.global_batch]
+  shards = sharding_lib.local_batch_shards(mesh)
+  local = batcher(chosen, shards=shards)
+  fed, line_tokens = local, 0
+  if cfg.data.device_padding:
+    layout = batcher.layout(batcher.sizes(chosen, tokenize=True), shards, device_padding=True)
+    fed, line_tokens = device_padding.split_line_tokens(
+        batcher.pack_lines(batcher.ragged(chosen, layout, shards=shards)))
   model = models.build(cfg.model)
   tx, schedule = optimizer_lib.make_optimizer(cfg.optimizer, cfg.training.num_steps)
   init_fn = lambda: train.init_state(model, tx, jax.random.key(0), local)
   sharding = sharding_lib.state_shardings(jax.eval_shape(init_fn), mesh, cfg.mesh.fsdp_min_size)
   state = jax.jit(init_fn, out_shardings=sharding)()
-  batch = sharding_lib.global_batch(local, mesh)
+  batch = sharding_lib.global_batch(fed, mesh)
   step = train.jit_train_step(
       train.make_train_step(model, cfg.loss, tx, schedule, jax.random.key(1)), mesh, sharding)
 
   start = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
+  compiled = step.lower(state, batch, line_tokens).compile()
   compile_s = time.perf_counter() - start
   state, metrics = compiled(state, batch)
   jax.block_until_ready(metrics)
@@ -190,6 +203,7 @@ def main(argv):
       "attention": cfg.model.attention, "device": device.device_kind,
       "num_devices": mesh.devices.size, "dtype": cfg.model.dtype,
       "global_batch": cfg.data.global_batch, "batch_shape": {k: list(v.shape) for k, v in local.items()},
+      "device_padding": bool(line_tokens),
       "compile_s": compile_s, "step_s": step_s,
       "examples_per_s": cfg.data.global_batch / step_s, "tokens_per_s": tokens / step_s,
       "model_tflops_per_step": flops / 1e12,
