@@ -216,7 +216,7 @@ class TrainIterator:
       # Grain reads its settings from absl flags; outside an absl program (a notebook, a
       # library caller) none were parsed, and Grain's defaults are what is wanted.
       flags.FLAGS.mark_as_parsed()
-    # This process pads every batch, or builds it whole without workers.
+    # This process builds every batch without workers, and with them pads each on the host.
     keep_freed_memory()
     stream = self._stream
     # Workers hand over lines ragged for this process to pad, or packed for the device.
