@@ -103,6 +103,7 @@ _QA1_SEEDS = ((*_QA1_BEST, "train_bonus"), (*_QA1_BEST, "reseed", "train_bonus")
 _QA2_BEST = ("copy", "pseudo_rooms", "doubled", "copy_written", "content", "answer_read",
              "order", "question_read", "before_read", "steps2x", "latest", "alike",
              "foreign_first")
+_VT1_BEST = ("copy", "content", "answer_read", "pseudo_values")
 _VT2_BEST = ("copy", "copy_written", "content", "answer_read", "pseudo_values", "skip_read")
 _EVAL_LEVER_ROWS = ((("best_check",), ("qa1",)), (("average",), ("qa1",)),
                     *(((*levers, "best_check"), ("qa1",)) for levers in _QA1_SEEDS),
@@ -176,6 +177,7 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                (("copy", "copy_written", "answer_read", "order", "latest", "alike", "foreign",
                  "reseed2", "train_bonus"), ("qa1",)),
                *(((*_VT2_BEST, seed), ("vt2",)) for seed in ("reseed", "reseed2")),
+               ((*_VT1_BEST, "reseed"), ("vt1",)),
                *_EVAL_LEVER_ROWS)
 
 
