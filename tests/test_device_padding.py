@@ -49,7 +49,10 @@ def _both(batcher, examples, shards=1):
     (SHAPE, 1 / 4), (dataclasses.replace(SHAPE, token_multiple=4, pack_lines=True), 3 / 4)])
 def test_device_pads_the_packed_lines_into_the_host_batch(shape, share):
   batcher = batching.Batcher(shape, tokenizers.ByteTokenizer(), _OtherIds())
-  examples = DATA[:6] + [data_fixtures.QA2_STORY]  # contexts of different lengths
+  # Contexts of different lengths, one with an empty line (BOS and EOS alone).
+  blank = dataclasses.replace(DATA[6], context=(DATA[6].context[0], "", *DATA[6].context[1:]),
+                              support=tuple(i + 1 if i > 0 else i for i in DATA[6].support))
+  examples = DATA[:5] + [blank, data_fixtures.QA2_STORY]
   host, device, packed = _both(batcher, examples, shards=7 if shape.pack_lines else 1)
   assert {"recon_BxExT", "recon_mask_BxExT"} <= host.keys()
   assert device.keys() == host.keys()

@@ -662,13 +662,14 @@ def _packed_lines(tok, flat: np.ndarray, lengths_R: np.ndarray, line_mask_BxE: n
   # Every vocabulary here fits 16 bits (bytes 260, BERT 30,522, GPT-2 50,257 ids): half the
   # bytes to hand over and move; the device widens them as it pads.
   dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.int32
-  # Each line's EOS and the next line's BOS go in at the same place, EOS first: np.insert
-  # keeps the order of equal places. Rows are then contiguous runs of `lines`: one copy each
-  # (a per-token index, as _scatter builds, takes several times longer at these sizes).
+  # Each line's BOS and EOS, line by line: np.insert keeps the order of equal places, so a
+  # line's EOS lands before the next line's BOS, and an empty line's BOS before its EOS. Rows
+  # are then contiguous runs of `lines`: one copy each (a per-token index, as _scatter builds,
+  # takes several times longer at these sizes).
   ends_R = np.cumsum(lengths_R)
-  specials = np.repeat(np.array([tok.eos_id, tok.bos_id], dtype), len(lengths_R))
-  lines = np.insert(flat.astype(dtype, copy=False), np.concatenate([ends_R, ends_R - lengths_R]),
-                    specials)
+  places = np.stack([ends_R - lengths_R, ends_R], axis=1).reshape(-1)
+  specials = np.tile(np.array([tok.bos_id, tok.eos_id], dtype), len(lengths_R))
+  lines = np.insert(flat.astype(dtype, copy=False), places, specials)
   ids_BxN = np.full((line_mask_BxE.shape[0], width), tok.pad_id, dtype)
   tokens_B = lengths_BxE.sum(axis=1)
   for b, (start, count) in enumerate(zip(np.cumsum(tokens_B) - tokens_B, tokens_B)):
