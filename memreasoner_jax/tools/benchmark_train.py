@@ -160,12 +160,15 @@ def main(argv):
   examples = input_lib.train_examples(cfg.data)
   chosen = (examples * cfg.data.global_batch)[:cfg.data.global_batch]
   shards = sharding_lib.local_batch_shards(mesh)
-  local = batcher(chosen, shards=shards)
+  # One tokenizing for both: the padded batch is what the counts below read, the packed one
+  # what the step is fed under data.device_padding.
+  layout = batcher.layout(batcher.sizes(chosen, tokenize=cfg.data.device_padding), shards,
+                          device_padding=cfg.data.device_padding)
+  ragged = batcher.ragged(chosen, layout, shards=shards)
+  local = batcher.pad_lines(ragged)
   fed, line_tokens = local, 0
   if cfg.data.device_padding:
-    layout = batcher.layout(batcher.sizes(chosen, tokenize=True), shards, device_padding=True)
-    fed, line_tokens = device_padding.split_line_tokens(
-        batcher.pack_lines(batcher.ragged(chosen, layout, shards=shards)))
+    fed, line_tokens = device_padding.split_line_tokens(batcher.pack_lines(ragged))
   model = models.build(cfg.model)
   tx, schedule = optimizer_lib.make_optimizer(cfg.optimizer, cfg.training.num_steps)
   init_fn = lambda: train.init_state(model, tx, jax.random.key(0), local)
