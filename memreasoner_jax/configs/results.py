@@ -16,6 +16,7 @@ trains on the same stories.
 import dataclasses
 
 from memreasoner_jax.configs import babi
+from memreasoner_jax.models import presets
 
 # "1%": one labelled example in a hundred, the paper's 2-hop fraction, for a 1-hop task.
 SUPERVISION = {"paper": {"qa1": 0.0, "qa2": 0.01, "vt1": 0.0, "vt2": 0.01}, "all": 1.0,
@@ -62,6 +63,8 @@ _MEMREASONER = {"model.decoder.fact_gradient": "straight_through"}
 # opening with an actor's first letter for the fact (tasks/lookalikes.py).
 # dense: a checkpoint every 100 steps, all six of a 600-step run kept; with `average`, the mean
 # of steps 100 to 600 instead of 200, 400 and 600 (chosen on trial books, BUILD_NOTES.md).
+# small: the small preset's model (twice the width, four times the feed-forward, C = 128) on the
+# tiny row's data and schedule: the capacity comparison.
 # before_read: a learned gate lets a hop read only the lines up to the previous hop's line
 # (qa2: where the holder was when the object was dropped; models/hops.py).
 LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
@@ -86,7 +89,8 @@ LEVERS = {"copy": {"model.decoder.copy": True, "data.rename_fraction": 0.5},
           "sharp": {"loss.sf_temperature": 0.05},
           "train_bonus": {"model.memory.eval_recency": False},
           "lookalikes": {"data.lookalike_fraction": 0.25},
-          "dense": {"training.checkpoint_every": 100, "training.keep_checkpoints": 6}}
+          "dense": {"training.checkpoint_every": 100, "training.keep_checkpoints": 6},
+          "small": presets.shape_overrides("small")}
 # Levers of evaluation alone: a row with one shares the run of the row without it (no second
 # training; where no row lacks it, the row trains that run itself) and evaluates another of its
 # checkpoints. best_check: the kept checkpoint with the
@@ -112,6 +116,7 @@ _EVAL_LEVER_ROWS = ((("best_check",), ("qa1",)), (("average",), ("qa1",)),
                     ((*_QA2_BEST, "average"), ("qa2",)),
                     ((*_QA2_BEST, "reseed", "average"), ("qa2",)),
                     *(((*levers, "dense", "average"), ("qa1",)) for levers in _QA1_SEEDS),
+                    ((*_QA1_SEEDS[0], "small", "dense", "average"), ("qa1",)),
                     ((*_VT2_BEST, "average"), ("vt2",)))
 # Lever rows: levers added together to the rows above, for the tasks where they apply.
 _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1", "vt2")),

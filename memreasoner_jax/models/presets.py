@@ -20,6 +20,13 @@ _SHAPES = {
 }
 
 
+# The fields a preset sets from _SHAPES (everything else is the same in every preset).
+_SHAPE_FIELDS = ("preset", "latent_size", "memory.num_slots",
+                 *(f"{side}.{field}" for side in ("encoder", "decoder")
+                   for field in ("num_layers", "num_heads", "d_model", "d_ff", "vocab_size",
+                                 "max_len")))
+
+
 def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   """The `model` section of a config for one preset."""
   if preset not in _SHAPES:
@@ -123,3 +130,15 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   cfg.decoder.copy_written = False
   cfg.decoder.init_from = ""  # a Hugging Face GPT-2-family directory to start from ("" = random)
   return cfg
+
+
+def shape_overrides(preset: str) -> dict[str, object]:
+  """A preset's shapes as `model.KEY` config overrides: another preset's model trained on a
+  config's own data and schedule (the results table's capacity comparison)."""
+  overrides = {}
+  for field in _SHAPE_FIELDS:
+    value = model_config(preset)
+    for key in field.split("."):
+      value = value[key]
+    overrides[f"model.{field}"] = value
+  return overrides
