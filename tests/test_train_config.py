@@ -57,6 +57,16 @@ def test_long_option_sets_the_distractor_recipe():
   assert long.data.max_lines == 256  # qa2 stories with filler pass 128 lines
 
 
+def test_shape_overrides_put_another_presets_model_on_a_configs_data_and_schedule():
+  config = babi.get_config("qa1,tiny,long")
+  config.update_from_flattened_dict(presets.shape_overrides("small"))
+  small = babi.get_config("qa1,small,long")
+  assert config.model.to_dict() == small.model.to_dict()
+  assert config.model.to_dict() != babi.get_config("qa1,tiny,long").model.to_dict()
+  assert (config.training.num_steps, config.data.global_batch) == (600, 32)
+  assert (small.training.num_steps, small.data.global_batch) == (2000, 64)
+
+
 @pytest.mark.parametrize("options", ["", ",long", ",baseline", ",runlocal", ",baseline,runlocal"])
 def test_sweep_runs_keep_the_preset_and_every_option(options):
   sweep = babi.get_sweep(f"qa1,base{options}")
