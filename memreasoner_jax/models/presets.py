@@ -135,9 +135,10 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
 def shape_overrides(preset: str) -> dict[str, object]:
   """A preset's shapes as `model.KEY` config overrides: another preset's model trained on a
   config's own data and schedule (the results table's capacity comparison)."""
+  cfg = model_config(preset)
   overrides = {}
   for field in _SHAPE_FIELDS:
-    value = model_config(preset)
+    value = cfg
     for key in field.split("."):
       value = value[key]
     overrides[f"model.{field}"] = value
