@@ -183,7 +183,8 @@ _LEVER_ROWS = ((("copy",), ("qa1", "qa2")), (("copy", "content"), ("qa2", "vt1",
                  "reseed2", "train_bonus"), ("qa1",)),
                *(((*_VT2_BEST, seed), ("vt2",)) for seed in ("reseed", "reseed2")),
                ((*_VT1_BEST, "reseed"), ("vt1",)),
-               *(((*_VT2_BEST, "small", *seed), ("vt2",)) for seed in ((), ("reseed",))),
+               ((*_VT2_BEST, "small"), ("vt2",)),
+               ((*_VT2_BEST, "small", "reseed"), ("vt2",)),
                ((*_QA2_BEST, "reseed2"), ("qa2",)),
                *_EVAL_LEVER_ROWS)
 
